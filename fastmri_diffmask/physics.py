@@ -1,0 +1,98 @@
+"""Multi-coil Cartesian MRI physics in torch: A = M F S, its adjoint, RSS and scaling.
+
+Conventions follow fastMRI: k-space is ``(..., coils, H, W)`` complex with H the readout (rows)
+and W the phase-encode direction (columns); the FFT is the centred orthonormal 2D FFT of
+``fastmri.fft2c``. Images handed to a denoiser are 2-channel real tensors ``(B, 2, H, W)``
+(real, imaginary); physics works on complex tensors ``(B, H, W)``. A mask is any real tensor
+broadcastable to ``(B, coils, H, W)``: a line mask ``(B, 1, 1, W)`` or a point mask
+``(B, 1, H, W)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def fft2c(x: torch.Tensor) -> torch.Tensor:
+    """Centred orthonormal 2D FFT over the last two axes of a complex tensor (= fastmri.fft2c)."""
+    x = torch.fft.ifftshift(x, dim=(-2, -1))
+    x = torch.fft.fft2(x, dim=(-2, -1), norm="ortho")
+    return torch.fft.fftshift(x, dim=(-2, -1))
+
+
+def ifft2c(k: torch.Tensor) -> torch.Tensor:
+    """Centred orthonormal 2D inverse FFT over the last two axes (= fastmri.ifft2c)."""
+    k = torch.fft.ifftshift(k, dim=(-2, -1))
+    k = torch.fft.ifft2(k, dim=(-2, -1), norm="ortho")
+    return torch.fft.fftshift(k, dim=(-2, -1))
+
+
+def to_channels(x: torch.Tensor) -> torch.Tensor:
+    """Complex ``(B, H, W)`` -> 2-channel real ``(B, 2, H, W)``."""
+    return torch.stack([x.real, x.imag], dim=1)
+
+
+def to_complex(x: torch.Tensor) -> torch.Tensor:
+    """2-channel real ``(B, 2, H, W)`` -> complex ``(B, H, W)``."""
+    return torch.complex(x[:, 0], x[:, 1])
+
+
+def rss(coil_images: torch.Tensor, dim: int = -3) -> torch.Tensor:
+    """Root-sum-of-squares coil combination (fastMRI's ``rss_complex``) over ``dim``."""
+    return torch.sqrt((coil_images.abs() ** 2).sum(dim))
+
+
+def combine_coils(coil_images: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
+    """Coil combination with maps: ``sum_c conj(S_c) x_c`` over the coil axis (-3)."""
+    return (sens_maps.conj() * coil_images).sum(-3)
+
+
+class MultiCoilOperator:
+    """The forward model ``A x = M F S x`` of multi-coil Cartesian MRI and its adjoint.
+
+    Parameters
+    ----------
+    sens_maps : complex tensor ``(B, C, H, W)``
+        Coil sensitivity maps.
+    mask : real tensor broadcastable to ``(B, C, H, W)``, optional
+        Sampling mask (0/1, or a relaxed mask in [0, 1] during learning). ``None`` means fully
+        sampled.
+
+    Notes
+    -----
+    ``adjoint`` is the exact adjoint of ``forward`` for a 0/1 mask (``M^H = M``); for a relaxed
+    mask the pair is ``(M F S, S^H F^H M)``, still adjoint to each other.
+    """
+
+    def __init__(self, sens_maps: torch.Tensor, mask: torch.Tensor | None = None):
+        if not torch.is_complex(sens_maps) or sens_maps.dim() != 4:
+            raise ValueError("sens_maps must be a complex tensor shaped (B, coils, H, W)")
+        self.sens_maps = sens_maps
+        self.mask = mask
+
+    def _apply_mask(self, k: torch.Tensor) -> torch.Tensor:
+        return k if self.mask is None else k * self.mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Complex image ``(B, H, W)`` -> masked multi-coil k-space ``(B, C, H, W)``."""
+        return self._apply_mask(fft2c(self.sens_maps * x.unsqueeze(-3)))
+
+    def adjoint(self, k: torch.Tensor) -> torch.Tensor:
+        """Multi-coil k-space ``(B, C, H, W)`` -> complex image ``(B, H, W)``."""
+        return combine_coils(ifft2c(self._apply_mask(k)), self.sens_maps)
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^H A x``."""
+        return self.adjoint(self.forward(x))
+
+    __call__ = forward
+
+
+def percentile_scale(image: torch.Tensor, q: float = 0.99) -> torch.Tensor:
+    """The paper's scale: the ``q`` quantile of ``|image|`` per batch item, shape ``(B, 1, 1)``.
+
+    Dividing a complex image by it puts the bright tissue near magnitude 1 (Ravula et al. 2023,
+    arXiv 2306.03284, data scaling). At test time compute it from the zero-filled estimate.
+    """
+    mag = image.abs().flatten(1)
+    return torch.quantile(mag.float(), q, dim=1).clamp_min(1e-12).view(-1, 1, 1)
