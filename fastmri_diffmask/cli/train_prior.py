@@ -1,0 +1,53 @@
+"""``fastmri-diffmask train-prior``: train an EDM UNet prior on fastMRI-layout h5 files."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..errors import UserError
+from .main import add_device_argument
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train-prior", help="train an EDM diffusion prior (runs under torchrun for DDP)")
+    p.add_argument("--data", required=True, help="folder of fastMRI multi-coil h5 files (or a make-data output)")
+    p.add_argument("--split", default="train", help="sub-folder to train on (default train)")
+    p.add_argument("--out", required=True, help="output weights, .safetensors")
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--size-preset", default="small", help="tiny | small (default) | medium | large")
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-train", type=int, default=None, help="use only the first N slices")
+    p.add_argument("--sens-backend", default="auto", choices=["auto", "file", "sigpy", "bart"])
+    p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt.safetensors")
+    add_device_argument(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..dataset import load_slices
+    from ..prior.train import TrainConfig, train_prior
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise UserError(f"--out {out} must end in .safetensors")
+    for name in ("steps", "batch", "checkpoint_every"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+    if not args.lr > 0:
+        raise UserError("--lr must be > 0")
+    data = load_slices(args.data, args.split, num_slices=args.num_train, sens_backend=args.sens_backend)
+    cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, preset=args.size_preset, seed=args.seed,
+                      checkpoint_every=args.checkpoint_every, ema_decay=args.ema_decay)
+    t0 = time.time()
+    card = train_prior(data.images, out, cfg, resume=args.resume, device=args.device,
+                       data_id=f"{Path(args.data).name}/{args.split}")
+    card.pop("_ema")
+    card["wall_seconds_this_run"] = round(time.time() - t0, 1)
+    print(json.dumps({k: card[k] for k in ("steps", "final_loss", "parameters", "wall_seconds_this_run")}))
+    return 0

@@ -1,0 +1,123 @@
+"""Load slices from fastMRI-layout multi-coil h5 files (ours or real fastMRI) as torch tensors.
+
+One code path for the embedded data and for real fastMRI files: k-space, sensitivity maps (the
+file's ``sens_maps`` dataset when present, else ESPIRiT), the fastMRI target and the complex
+coil-combined image ``sum_c conj(S_c) ifft2c(k_c)`` that priors are trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import h5py
+import numpy as np
+import torch
+
+from .errors import UserError
+from .physics import combine_coils, ifft2c
+
+
+class SliceData(NamedTuple):
+    """A stack of fully sampled slices. Tensors on CPU; ``kspace``/``sens_maps`` complex64."""
+
+    kspace: torch.Tensor        # (N, C, H, W)
+    sens_maps: torch.Tensor     # (N, C, H, W)
+    target: torch.Tensor        # (N, H, W) fastMRI's reconstruction_rss (or RSS of kspace)
+    fnames: list[str]
+    slice_nums: list[int]
+    max_values: torch.Tensor    # (N,) the volume's attrs['max']
+
+    @property
+    def images(self) -> torch.Tensor:
+        """Complex coil-combined images ``(N, H, W)``."""
+        return combine_coils(ifft2c(self.kspace), self.sens_maps)
+
+    def subset(self, idx) -> "SliceData":
+        idx = list(idx)
+        return SliceData(self.kspace[idx], self.sens_maps[idx], self.target[idx],
+                         [self.fnames[i] for i in idx], [self.slice_nums[i] for i in idx], self.max_values[idx])
+
+
+def list_h5(root: str | Path, split: str | None = None) -> list[Path]:
+    """The ``*.h5`` files of ``root/split`` (or ``root`` itself when it holds h5 files)."""
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"data directory {root} does not exist; create one with `fastmri-diffmask make-data --out {root}`")
+    if root.is_file():
+        return [root]
+    folder = root / split if split and (root / split).is_dir() else root
+    if split and folder == root and not list(root.glob("*.h5")):
+        raise UserError(f"{root} has no '{split}' folder and no h5 files; point --data at a make-data output or a fastMRI folder")
+    files = sorted(folder.glob("*.h5"))
+    if not files:
+        raise UserError(f"no .h5 files in {folder}; point --data at fastMRI multi-coil files")
+    return files
+
+
+def read_volume(path: Path) -> dict:
+    """Read one fastMRI file's k-space, target, optional maps and attrs, validating them."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise UserError(f"{path} is not a readable HDF5 file ({str(e).splitlines()[0][:80]}); re-create or re-download it") from None
+    with f:
+        if "kspace" not in f:
+            raise UserError(f"{path} has no 'kspace' dataset; it is not a fastMRI file")
+        try:
+            kspace = f["kspace"][()]
+            target = f["reconstruction_rss"][()] if "reconstruction_rss" in f else None
+            maps = f["sens_maps"][()] if "sens_maps" in f else None
+        except (OSError, KeyError) as e:
+            raise UserError(f"{path} is truncated or corrupt ({type(e).__name__}); re-create it") from None
+        attrs = dict(f.attrs)
+    if kspace.ndim == 3:  # single-coil (slices, H, W): one coil with unit map
+        kspace = kspace[:, None]
+        maps = np.ones_like(kspace)
+    if kspace.ndim != 4 or not np.iscomplexobj(kspace):
+        raise UserError(f"{path}: kspace must be complex (slices, coils, H, W), got {kspace.dtype} {kspace.shape}")
+    if not np.all(np.isfinite(kspace)):
+        raise UserError(f"{path}: kspace holds NaN or Inf values; the file is corrupt")
+    return {"kspace": kspace.astype(np.complex64), "target": target, "sens_maps": maps, "attrs": attrs}
+
+
+def load_slices(root: str | Path, split: str | None = None, num_slices: int | None = None,
+                sens_backend: str = "auto", device="cpu") -> SliceData:
+    """Load fully sampled slices from the h5 files of ``root/split``.
+
+    Parameters
+    ----------
+    sens_backend : "auto" | "file" | "bart" | "sigpy"
+        "auto" uses the file's ``sens_maps`` dataset when present, else sigpy ESPIRiT.
+    num_slices : int, optional
+        Stop after this many slices (files in name order, slices in order).
+    """
+    files = list_h5(root, split)
+    ks, maps, targets, fnames, nums, maxes = [], [], [], [], [], []
+    for path in files:
+        vol = read_volume(path)
+        n = vol["kspace"].shape[0]
+        for i in range(n):
+            if num_slices is not None and len(ks) >= num_slices:
+                break
+            k = vol["kspace"][i]
+            if vol["sens_maps"] is not None and sens_backend in ("auto", "file"):
+                s = vol["sens_maps"][i]
+            elif sens_backend == "file":
+                raise UserError(f"{path} has no 'sens_maps' dataset; use --sens-backend sigpy or bart")
+            else:
+                from .recon.espirit import espirit_maps
+
+                s = espirit_maps(k, backend="sigpy" if sens_backend == "auto" else sens_backend, device=device)
+            ks.append(k)
+            maps.append(s.astype(np.complex64))
+            t = vol["target"][i] if vol["target"] is not None else np.sqrt((np.abs(np.fft.ifft2(k)) ** 2).sum(0))
+            targets.append(np.asarray(t, np.float32))
+            fnames.append(path.name)
+            nums.append(i)
+            maxes.append(float(vol["attrs"].get("max", np.max(vol["target"]) if vol["target"] is not None else t.max())))
+    shapes = {k.shape for k in ks}
+    if len(shapes) > 1:
+        raise UserError(f"slices in {root} have different shapes {sorted(shapes)}; use one matrix size per folder")
+    return SliceData(torch.from_numpy(np.stack(ks)), torch.from_numpy(np.stack(maps)),
+                     torch.from_numpy(np.stack(targets)), fnames, nums, torch.tensor(maxes))

@@ -1,0 +1,275 @@
+"""Baseline sampling masks to compare learned masks against.
+
+One entry, :func:`baseline_mask`, draws any of:
+
+* fastMRI's own line masks, used as they are through
+  :func:`fastmri.data.subsample.create_mask_for_mask_type`: ``"random"``, ``"equispaced"``,
+  ``"equispaced_fraction"``, ``"magic"``, ``"magic_fraction"`` (their sample counts only
+  approximate ``W / acceleration``; the exact achieved acceleration is reported);
+* ``"vd_random"``: a 1D variable-density random line mask with exactly ``round(W / R)`` lines,
+  a fully sampled centre and the other lines drawn without replacement with probability
+  proportional to ``(1 - |k|)^power`` (``k`` in [-1, 1] across the phase-encode axis);
+* ``"vd_random_2d"``: the 2D analogue over the ky-kz plane, density ``(1 - r)^power`` with ``r``
+  the normalised radius (clipped at 0 beyond the inscribed ellipse), exactly ``round(H W / R)``
+  points including a ``c x c`` centre;
+* ``"poisson_sigpy"`` / ``"poisson_bart"``: variable-density Poisson-disc point masks
+  (:func:`sigpy.mri.poisson` and ``bart poisson -v -e``), both with the ``c x c`` centre; their
+  acceleration parameter is searched so the point count is as close to ``round(H W / R)`` as
+  the generator allows, and the achieved acceleration is reported.
+
+Masks are float32 0/1: ``(W,)`` for line masks (broadcast over the readout rows), ``(H, W)`` for
+point masks. The centre uses fastMRI's placement: ``c`` lines starting at ``(W - c + 1) // 2``.
+
+References
+----------
+Zbontar J, et al. fastMRI: an open dataset and benchmarks for accelerated MRI. arXiv:1811.08839.
+Defazio A. Offset sampling improves deep learning based accelerated MRI reconstructions by
+exploiting symmetry. arXiv:1912.01101.
+Lustig M, Donoho D, Pauly JM. Sparse MRI. Magn Reson Med 2007;58:1182-1195.
+Bridson R. Fast Poisson disk sampling in arbitrary dimensions. SIGGRAPH sketches 2007.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+
+__all__ = [
+    "BaselineMask",
+    "FASTMRI_MASK_TYPES",
+    "LINE_MASK_TYPES",
+    "POINT_MASK_TYPES",
+    "MASK_TYPES",
+    "baseline_mask",
+    "acceleration_of",
+    "centre_mask",
+    "vd_random_mask",
+    "vd_random_mask_2d",
+    "poisson_mask",
+]
+
+FASTMRI_MASK_TYPES = ("random", "equispaced", "equispaced_fraction", "magic", "magic_fraction")
+LINE_MASK_TYPES = FASTMRI_MASK_TYPES + ("vd_random",)
+POINT_MASK_TYPES = ("poisson_sigpy", "poisson_bart", "vd_random_2d")
+MASK_TYPES = LINE_MASK_TYPES + POINT_MASK_TYPES
+
+
+class BaselineMask(NamedTuple):
+    """A drawn mask and what it achieves."""
+
+    mask: np.ndarray  #: float32 0/1, ``(W,)`` or ``(H, W)``
+    num_low_frequencies: int  #: width of the fully sampled centre (lines, or side of the square)
+    acceleration: float  #: exact achieved ``mask.size / mask.sum()``
+    mask_type: str
+
+
+def acceleration_of(mask) -> float:
+    """Achieved acceleration ``mask.size / mask.sum()`` (``inf`` for an empty mask)."""
+    m = np.asarray(mask, dtype=np.float64)
+    total = m.sum()
+    return float(m.size / total) if total > 0 else float("inf")
+
+
+def _centre_slice(n: int, c: int) -> slice:
+    pad = (n - c + 1) // 2
+    return slice(pad, pad + c)
+
+
+def centre_mask(shape: Sequence[int], num_low_frequencies: int) -> np.ndarray:
+    """Fully sampled centre: ``c`` lines of ``(W,)`` or a ``c x c`` square of ``(H, W)``."""
+    m = np.zeros(tuple(shape), dtype=np.float32)
+    m[tuple(_centre_slice(n, num_low_frequencies) for n in shape)] = 1
+    return m
+
+
+def _draw_exact(density: np.ndarray, fixed: np.ndarray, budget: int, seed: int) -> np.ndarray:
+    """Add ``budget - fixed.sum()`` samples outside ``fixed``, without replacement, p ~ density."""
+    mask = fixed.astype(np.float32).ravel()
+    p = np.where(mask > 0, 0.0, np.maximum(density.ravel(), 0.0))
+    need = budget - int(mask.sum())
+    if need > 0:
+        avail = np.count_nonzero(p)
+        if avail < need:  # density is zero on too many samples: fill the rest uniformly
+            p = np.where(mask > 0, 0.0, p + 1e-12 * p.max() + 1e-30)
+        rng = np.random.default_rng(seed)
+        mask[rng.choice(mask.size, size=need, replace=False, p=p / p.sum())] = 1
+    return mask.reshape(fixed.shape)
+
+
+def vd_random_mask(num_cols: int, budget: int, num_low_frequencies: int, power: float = 2.0, seed: int = 0) -> np.ndarray:
+    """1D variable-density random line mask with exactly ``budget`` lines.
+
+    Density ``(1 - |k|)^power`` outside the centre, with ``k = (j - W/2) / (W/2)`` for column ``j``.
+    """
+    k = np.abs(np.arange(num_cols) - num_cols / 2) / (num_cols / 2)
+    return _draw_exact((1 - np.clip(k, 0, 1)) ** power, centre_mask((num_cols,), num_low_frequencies), budget, seed)
+
+
+def vd_random_mask_2d(shape: Sequence[int], budget: int, num_low_frequencies: int, power: float = 2.0, seed: int = 0) -> np.ndarray:
+    """2D variable-density random point mask with exactly ``budget`` points (density ``(1 - r)^power``)."""
+    h, w = shape
+    ky = (np.arange(h) - h / 2) / (h / 2)
+    kz = (np.arange(w) - w / 2) / (w / 2)
+    r = np.sqrt(ky[:, None] ** 2 + kz[None, :] ** 2)
+    return _draw_exact((1 - np.clip(r, 0, 1)) ** power, centre_mask((h, w), num_low_frequencies), budget, seed)
+
+
+def _poisson_once(generator: str, shape, accel: float, c: int, seed: int) -> np.ndarray | None:
+    h, w = shape
+    if generator == "sigpy":
+        import sigpy.mri as mr
+
+        try:
+            m = mr.poisson((h, w), accel, calib=(c, c), dtype=np.float32, seed=seed, tol=0.05 * accel)
+        except ValueError:  # sigpy could not reach this accel within its tolerance
+            return None
+    else:
+        from ..io.bart import run_bart
+
+        a = float(np.sqrt(accel))
+        m = run_bart(["poisson", "-Y", h, "-Z", w, "-y", f"{a:.6f}", "-z", f"{a:.6f}", "-C", c, "-v", "-e", "-s", seed])
+        m = np.abs(np.asarray(m)).reshape(h, w)  # BART dims (1, Y, Z)
+    return np.maximum((np.abs(m) > 0).astype(np.float32), centre_mask((h, w), c))
+
+
+def poisson_mask(
+    shape: Sequence[int], budget: int, num_low_frequencies: int, generator: str = "sigpy", seed: int = 0, max_evals: int = 14
+) -> np.ndarray:
+    """Variable-density Poisson-disc mask with a point count as close to ``budget`` as found.
+
+    The generator's acceleration parameter is searched (secant steps, then bisection) and the
+    mask whose count is closest to ``budget`` among all evaluated is returned.
+    """
+    h, w = shape
+    target = h * w / budget
+    lo, hi = 1.0, None  # parameter bracket: count(lo) > budget > count(hi)
+    best, best_err = None, None
+    a = target
+    for _ in range(max_evals):
+        m = _poisson_once(generator, shape, a, num_low_frequencies, seed)
+        if m is not None:
+            n = int(m.sum())
+            err = abs(n - budget)
+            if best is None or err < best_err:
+                best, best_err = m, err
+            if err == 0:
+                break
+            if n > budget:
+                lo = max(lo, a)
+            else:
+                hi = a if hi is None else min(hi, a)
+            nxt = a * n / budget  # count ~ 1 / accel
+        else:
+            nxt = a * 1.07
+        if hi is not None and not (lo < nxt < hi):
+            nxt = 0.5 * (lo + hi)
+        if nxt <= 1.0:
+            nxt = 0.5 * (1.0 + a)
+        if abs(nxt - a) < 1e-6 * a:
+            break
+        a = nxt
+    if best is None:
+        raise UserError(f"{generator} could not make a Poisson-disc mask at acceleration {target:.3g}; try a lower one")
+    return best
+
+
+def _resolve_centre(width: int, acceleration: float, num_low_frequencies, center_fraction) -> int:
+    if num_low_frequencies is not None and center_fraction is not None:
+        raise UserError("pass num_low_frequencies or center_fraction, not both")
+    if center_fraction is not None:
+        if not 0 < center_fraction <= 1:
+            raise UserError(f"center_fraction must be in (0, 1], got {center_fraction}")
+        return max(1, round(width * center_fraction))
+    if num_low_frequencies is None:
+        return max(1, round(width * 0.32 / acceleration))  # fastMRI's pairing: 0.08 at R4, 0.04 at R8
+    c = int(num_low_frequencies)
+    if c != num_low_frequencies or not 0 <= c <= width:
+        raise UserError(f"num_low_frequencies must be an integer in 0..{width}, got {num_low_frequencies}")
+    return c
+
+
+def _fastmri_mask(mask_type: str, width: int, height: int, acceleration: float, c: int, seed: int) -> tuple[np.ndarray, int]:
+    from fastmri.data.subsample import create_mask_for_mask_type
+
+    if mask_type in ("equispaced", "magic") and acceleration != int(acceleration):
+        raise UserError(f"fastMRI's {mask_type!r} mask needs an integer acceleration, got {acceleration}")
+    accel = int(acceleration) if acceleration == int(acceleration) else float(acceleration)
+    func = create_mask_for_mask_type(mask_type, [c / width], [accel])
+    mask, num_low = func((1, height, width, 1), seed=seed)
+    return mask.numpy().reshape(width).astype(np.float32), int(num_low)
+
+
+def baseline_mask(
+    mask_type: str,
+    shape: Sequence[int],
+    acceleration: float,
+    num_low_frequencies: int | None = None,
+    center_fraction: float | None = None,
+    seed: int = 0,
+    power: float = 2.0,
+) -> BaselineMask:
+    """Draw a baseline mask.
+
+    Parameters
+    ----------
+    mask_type : str
+        One of :data:`MASK_TYPES` (see the module docstring).
+    shape : sequence of int
+        k-space shape; the last axis is W (phase encode). Line masks need ``(W,)`` at least, point
+        masks ``(H, W)`` (the ky-kz plane) - e.g. pass ``kspace.shape``.
+    acceleration : float
+        Target acceleration R > 1; the budget is ``round(N / R)`` samples (N = W or H W).
+    num_low_frequencies, center_fraction : optional
+        Width of the fully sampled centre as a count or as a fraction of W (at most one). Default
+        ``round(0.32 W / R)`` (fastMRI's 8% at R = 4, 4% at R = 8).
+    seed : int
+        Seed; the same seed gives the same mask (fastMRI's masks are seeded per call).
+    power : float
+        Exponent of the variable-density masks' density.
+
+    Returns
+    -------
+    BaselineMask
+        ``(mask, num_low_frequencies, acceleration, mask_type)`` with the exact achieved
+        acceleration ``mask.size / mask.sum()``.
+    """
+    if mask_type not in MASK_TYPES:
+        raise UserError(f"unknown mask type {mask_type!r}; use one of {', '.join(MASK_TYPES)}")
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise UserError(f"shape must be a sequence of ints, got {shape!r}") from None
+    point = mask_type in POINT_MASK_TYPES
+    if len(dims) < (2 if point else 1) or min(dims) < 1:
+        raise UserError(f"shape {tuple(shape)} is too small for a {'(H, W)' if point else '(W,)'} {mask_type} mask")
+    try:
+        acceleration = float(acceleration)
+    except (TypeError, ValueError):
+        raise UserError(f"acceleration must be a number, got {acceleration!r}") from None
+    if not acceleration > 1 or not np.isfinite(acceleration):
+        raise UserError(f"acceleration must be > 1, got {acceleration}")
+    h, w = (dims[-2] if len(dims) > 1 else 1), dims[-1]
+    c = _resolve_centre(w, acceleration, num_low_frequencies, center_fraction)
+    n_total = h * w if point else w
+    budget = round(n_total / acceleration)
+    centre_count = c * c if point else c
+    if point and c > h:
+        raise UserError(f"num_low_frequencies={c} exceeds H={h}; pass a smaller centre")
+    if centre_count > budget or budget < 1:
+        raise UserError(
+            f"acceleration {acceleration:g} leaves {budget} samples but the centre alone takes {centre_count}; "
+            "lower the acceleration or num_low_frequencies"
+        )
+    if mask_type in FASTMRI_MASK_TYPES:
+        mask, c = _fastmri_mask(mask_type, w, h, acceleration, c, seed)
+    elif mask_type == "vd_random":
+        mask = vd_random_mask(w, budget, c, power=power, seed=seed)
+    elif mask_type == "vd_random_2d":
+        mask = vd_random_mask_2d((h, w), budget, c, power=power, seed=seed)
+    else:
+        mask = poisson_mask((h, w), budget, c, generator=mask_type.split("_")[1], seed=seed)
+    mask = np.ascontiguousarray(mask, dtype=np.float32)
+    return BaselineMask(mask, int(c), acceleration_of(mask), mask_type)

@@ -1,0 +1,126 @@
+"""Save and load priors as safetensors with a JSON config; never unpickle user files.
+
+A prior file is a ``.safetensors`` file whose metadata key ``"fastmri_diffmask_prior"`` holds a
+JSON config: ``{"format": "fastmri-diffmask-prior", "version": 1, "kind": "edm-unet" |
+"gaussian", ...}``. ``load_prior("default")`` loads the weights shipped in the package
+(``prior/default/``); ``load_prior(path)`` loads a user's file. ``.pt``/``.pth`` checkpoints are
+read with ``torch.load(weights_only=True)`` and must be a dict ``{"config": {...},
+"state_dict": {...}}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from ..utils import atomic_path, resolve_device
+from .base import Denoiser
+
+FORMAT = "fastmri-diffmask-prior"
+META_KEY = "fastmri_diffmask_prior"
+DEFAULT_NAME = "edm_unet_colin27_128.safetensors"
+
+
+def default_prior_path() -> Path:
+    return Path(str(resources.files(__package__).joinpath("default", DEFAULT_NAME)))
+
+
+def build_prior(config: dict) -> Denoiser:
+    """Instantiate an (untrained) prior from its config."""
+    kind = config.get("kind")
+    if kind == "edm-unet":
+        from .edm import EDMPrecond
+        from .unet import UNet
+
+        return EDMPrecond(UNet(**config["unet"]), sigma_data=config.get("sigma_data", 0.5))
+    if kind == "gaussian":
+        from .gaussian import GaussianPrior
+
+        return GaussianPrior.from_config(config)
+    raise UserError(f"unknown prior kind {kind!r} in the prior config; expected 'edm-unet' or 'gaussian'")
+
+
+def save_prior(path: str | Path, prior: Denoiser, config: dict) -> Path:
+    """Write ``prior``'s weights and ``config`` (which must build the same architecture)."""
+    from safetensors.torch import save_file
+
+    cfg = dict(config, format=FORMAT, version=1)
+    state = {k: v.detach().cpu().contiguous() for k, v in prior.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={META_KEY: json.dumps(cfg)})
+    return Path(path)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read(path: Path) -> tuple[dict, dict]:
+    if path.suffix in (".pt", ".pth", ".ckpt"):
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise UserError(f"refusing to unpickle {path}: it is not a plain weights file ({type(e).__name__}); "
+                            "save {'config': ..., 'state_dict': ...} or convert it to safetensors") from None
+        if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
+            raise UserError(f"{path} must hold a dict with 'config' and 'state_dict'; see fastmri_diffmask.prior.weights")
+        return blob["config"], blob["state_dict"]
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise UserError(f"{path} is not a readable safetensors prior ({type(e).__name__}); re-export it") from None
+    if META_KEY not in meta:
+        raise UserError(f"{path} has no fastmri-diffmask prior config in its metadata; save it with save_prior()")
+    return json.loads(meta[META_KEY]), state
+
+
+def load_prior(name_or_path: str | Path = "default", device="auto") -> Denoiser:
+    """Load a prior: ``"default"`` (shipped), or a path to a ``.safetensors`` / ``.pt`` file.
+
+    The returned module is in eval mode with gradients disabled for its parameters, and carries
+    ``.config`` and ``.sha256`` (recorded in mask files).
+    """
+    if str(name_or_path) == "default":
+        path = default_prior_path()
+        if not path.is_file():
+            raise UserError(f"the default prior weights are missing ({path}); reinstall or train one with `fastmri-diffmask train-prior`")
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise UserError(f"unknown prior {str(name_or_path)!r}: not 'default' and no such file")
+    config, state = _read(path)
+    prior = build_prior(config)
+    missing, unexpected = [], []
+    own = prior.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape_bad = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shape_bad:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shape_bad:
+            k = shape_bad[0]
+            parts.append(f"{len(shape_bad)} wrong shapes (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})")
+        raise UserError(f"weights in {path} do not fit the architecture in its config: {'; '.join(parts)}")
+    prior.load_state_dict(state)
+    prior.eval().requires_grad_(False)
+    prior.config = config
+    prior.sha256 = file_sha256(path)
+    prior.source = "default" if str(name_or_path) == "default" else str(path)
+    return prior.to(resolve_device(device))
