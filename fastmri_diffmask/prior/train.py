@@ -180,3 +180,21 @@ def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume:
             wr.writerows(log)
     card["_ema"] = ema
     return card
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path, extra: dict | None = None) -> Path:
+    """Write the EMA weights of a training checkpoint as a loadable prior file (``load_prior``)."""
+    from safetensors import safe_open
+
+    with safe_open(str(ckpt), framework="pt") as f:
+        meta = f.metadata()
+    cfg = TrainConfig(**json.loads(meta["config"]))
+    log = json.loads(meta.get("log", "[]"))
+    state = load_file(str(ckpt))
+    model = EDMPrecond(UNet(in_channels=2, **PRESETS[cfg.preset]))
+    model.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
+    card = {"kind": "edm-unet", "unet": model.backbone.config, "sigma_data": model.sigma_data,
+            "train": dataclasses.asdict(cfg), "steps": int(meta["step"]),
+            "final_loss": log[-1]["loss"] if log else None,
+            "parameters": sum(p.numel() for p in model.parameters()), **(extra or {})}
+    return save_prior(out, model, card)
