@@ -475,3 +475,22 @@ def test_diffusion_transform_sigpy_backend(tmp_path, data_dir):
     inside = np.sqrt((np.abs(maps) ** 2).sum(0)) > 0.5
     assert s.num_low_frequencies == 16 and inside.mean() > 0.2
     assert np.median((num / norm)[inside]) > 0.95
+
+
+def test_lightning_1x_with_numpy_2_refused(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    from fastmri_diffmask.cli import run_fastmri
+
+    if int(np.__version__.split(".")[0]) < 2:
+        pytest.skip("numpy < 2 here")
+    script = tmp_path / "needs_pl.py"
+    script.write_text("import pytorch_lightning as pl\n")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "pytorch_lightning" else real_find_spec(name, *a))
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.9.5")
+    with pytest.raises(UserError, match="numpy<2"):
+        run_fastmri.check_lightning(script)
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2.1.0")
+    with pytest.raises(UserError, match="pytorch-lightning<2"):
+        run_fastmri.check_lightning(script)

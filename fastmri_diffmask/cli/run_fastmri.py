@@ -132,6 +132,13 @@ def check_lightning(script: Path) -> None:
         return
     if int(v.split(".")[0]) >= 2:
         raise UserError(f"fastMRI 0.3.0's Lightning code needs pytorch-lightning<2, found {v}; {_LIGHTNING_HINT}")
+    import numpy as np
+
+    if int(np.__version__.split(".")[0]) >= 2:  # PL 1.x's ModelCheckpoint uses np.Inf
+        raise UserError(
+            f"pytorch-lightning {v} does not work with numpy {np.__version__} (it uses np.Inf, removed in "
+            "numpy 2); in that environment run: pip install 'numpy<2' 'pandas<3'"
+        )
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ Uecker M, Ong F, Tamir JI, et al. Berkeley Advanced Reconstruction Toolbox. Proc
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -47,18 +48,23 @@ __all__ = [
 #: Environment variable that points to a ``bart`` executable (overrides ``PATH``).
 BART_ENV = "FASTMRI_DIFFMASK_BART"
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # BART colours its ERROR lines
+
 _INSTALL_HINT = "bart not found on PATH; install it with: apt-get install bart"
 
 
 class BartError(RuntimeError):
-    """A ``bart`` command exited with an error; ``stderr`` holds BART's message."""
+    """A ``bart`` command exited with an error; ``stderr`` holds BART's raw message.
+
+    The exception text carries the command and the message without BART's colour codes.
+    """
 
     def __init__(self, command: Sequence[str], returncode: int, stderr: str, stdout: str = ""):
         self.command = list(command)
         self.returncode = returncode
         self.stderr = stderr
         self.stdout = stdout
-        msg = stderr.strip() or stdout.strip() or "(no output)"
+        msg = _ANSI.sub("", stderr).strip() or _ANSI.sub("", stdout).strip() or "(no output)"
         super().__init__(f"bart {' '.join(self.command)} failed with exit code {returncode}: {msg}")
 
 
@@ -88,7 +94,7 @@ def require_bart() -> str:
 
 def bart_version() -> str:
     """BART's version string, e.g. ``"v0.8.00"``."""
-    res = subprocess.run([require_bart(), "version"], capture_output=True, text=True, check=False)
+    res = subprocess.run(["bart", "version"], executable=require_bart(), capture_output=True, text=True, check=False)
     return res.stdout.strip()
 
 
@@ -140,7 +146,11 @@ def run_bart(
         for name, arr in zip(in_names, inputs):
             write_cfl(tmpdir / name, arr)
         full = args + in_names + out_names
-        res = subprocess.run([exe, *full], cwd=tmpdir, env=env, capture_output=True, text=True, check=False)
+        # argv[0] is always "bart": BART dispatches on its program name (a binary or link named
+        # otherwise would be taken for a tool name).
+        res = subprocess.run(
+            ["bart", *full], executable=exe, cwd=tmpdir, env=env, capture_output=True, text=True, check=False
+        )
         if res.returncode != 0:
             raise BartError(full, res.returncode, res.stderr, res.stdout)
         outs = tuple(read_cfl(tmpdir / name) for name in out_names)

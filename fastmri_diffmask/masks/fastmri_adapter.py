@@ -45,6 +45,7 @@ If the data's width (and, for point masks, height) differs from the file's, with
    the centre, then by index); sampled mode draws the outer samples as above.
 
 ``on_width_mismatch="refuse"`` raises a one-line :class:`~fastmri_diffmask.errors.UserError`.
+In every case the centre is kept whole, even where it alone exceeds the budget.
 
 Acceleration
 ------------
@@ -60,7 +61,6 @@ several accelerations one is chosen per call from ``self.rng``, as fastMRI does.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
@@ -334,7 +334,7 @@ def _conditional_bernoulli(p: np.ndarray, k: int, rng: np.random.RandomState) ->
         return out
     if n * (k + 1) <= _EXACT_SAMPLING_LIMIT:
         f = np.zeros((n + 1, k + 1))
-        scale = np.ones(n + 1)  # f_true[i] = f[i] / prod(scale[i:])... only ratios are used
+        scale = np.ones(n + 1)  # row i of f is f_i times prod(scale[i:n]); only ratios are used
         f[n, 0] = 1.0
         feasible = True
         for i in range(n - 1, -1, -1):

@@ -2,11 +2,15 @@
 
 Two backends estimate the same thing from the fully sampled centre of k-space:
 
-* ``"bart"``: ``bart ecalib -m1`` (one set of maps), calibration region ``-r c``;
-* ``"sigpy"``: :class:`sigpy.mri.app.EspiritCalib` with ``calib_width = c``.
+* ``"bart"``: ``bart ecalib -m1`` (one set of maps), calibration region ``-r ch:c:1``, where
+  ``ch`` counts the fully sampled rows over the ``c`` centre columns (all rows for a line
+  mask), at most ``max(c, 24)``;
+* ``"sigpy"``: :class:`sigpy.mri.app.EspiritCalib` with ``calib_width = c`` (a square: sigpy has
+  no rectangular calibration region).
 
 ``c`` is ``num_low_frequencies`` when given, else the width of the largest fully sampled square
-at the centre of k-space, capped at 24 (both tools' default). Maps are returned in fastMRI's
+at the centre of k-space, capped at 24 (both tools' default). The kernel width defaults to
+``min(6, c // 2)``: with the tools' default 6 a 10-line centre gives near-empty maps. Maps are returned in fastMRI's
 layout ``(coils, H, W)`` complex64, normalised so that ``sum_c |S_c|^2 = 1`` where the object is
 (both tools zero the maps where the eigenvalue falls below ``crop``). The two backends choose
 the global phase differently (BART relative to the first principal component, sigpy relative
@@ -81,25 +85,34 @@ def _check_kspace(kspace) -> np.ndarray:
     return k.astype(np.complex64, copy=False)
 
 
-def _calib_width(kspace: np.ndarray, num_low_frequencies, kernel_width: int) -> int:
+def _calib_region(kspace: np.ndarray, num_low_frequencies, kernel_width) -> tuple[int, int, int]:
+    """Calibration width ``c``, BART's calibration height, and the kernel width."""
+    h, w = kspace.shape[-2:]
+    sampled = np.any(kspace != 0, axis=0)
     detected = detect_num_low_frequencies(kspace)
     if num_low_frequencies is None:
         c = min(detected, DEFAULT_CALIB_WIDTH)
     else:
         c = int(num_low_frequencies)
-        if c < 1 or c > min(kspace.shape[-2:]):
-            raise UserError(f"num_low_frequencies={num_low_frequencies} is outside 1..{min(kspace.shape[-2:])}")
+        if c != num_low_frequencies or c < 1 or c > min(h, w):
+            raise UserError(f"num_low_frequencies={num_low_frequencies} is not an integer in 1..{min(h, w)}")
         if c > detected:
             raise UserError(
                 f"num_low_frequencies={c} but only a {detected}x{detected} centre of k-space is "
                 "fully sampled; pass num_low_frequencies <= that or None"
             )
-    if c <= kernel_width:
+    kw = min(6, c // 2) if kernel_width is None else int(kernel_width)
+    if c < 6 or kw < 2 or c <= kw:
         raise UserError(
-            f"fully sampled centre is {c} wide, not larger than the ESPIRiT kernel ({kernel_width}); "
-            "sample more centre lines or lower kernel_width"
+            f"fully sampled centre is {c} wide with ESPIRiT kernel {kw}; sample at least 6 centre "
+            "lines (10-24 recommended) or lower kernel_width"
         )
-    return c
+    # rows fully sampled over the c centre columns (all of them for a line mask), at most max(c, 24)
+    cols = sampled[:, _centre_slice(w, c)].all(axis=1)
+    ch = c
+    while ch < min(h, max(c, DEFAULT_CALIB_WIDTH)) and cols[_centre_slice(h, ch + 1)].all():
+        ch += 1
+    return c, ch, kw
 
 
 def espirit_maps(
@@ -107,7 +120,7 @@ def espirit_maps(
     num_low_frequencies: int | None = None,
     backend: str = "bart",
     device="auto",
-    kernel_width: int = 6,
+    kernel_width: int | None = None,
     threshold: float | None = None,
     crop: float | None = None,
     threads: int | None = None,
@@ -127,8 +140,9 @@ def espirit_maps(
         Which implementation to run.
     device : {"auto", "cpu", "cuda"}
         Used by the sigpy backend (CUDA needs CuPy); BART runs on the CPU.
-    kernel_width : int
-        ESPIRiT kernel size (``-k`` / ``kernel_width``).
+    kernel_width : int, optional
+        ESPIRiT kernel size (``-k`` / ``kernel_width``); default ``min(6, c // 2)`` (both tools
+        default to 6, which fails for centres narrower than ~12 lines).
     threshold : float, optional
         Null-space threshold (``-t`` / ``thresh``); default: the backend's (0.001 BART, 0.02 sigpy).
     crop : float, optional
@@ -144,9 +158,9 @@ def espirit_maps(
         ``(coils, H, W)`` complex64 maps.
     """
     k = _check_kspace(kspace)
-    c = _calib_width(k, num_low_frequencies, kernel_width)
+    c, ch, kw = _calib_region(k, num_low_frequencies, kernel_width)
     if backend == "bart":
-        cmd = ["ecalib", "-m1", "-r", str(c), "-k", str(int(kernel_width))]
+        cmd = ["ecalib", "-m1", "-r", f"{ch}:{c}:1", "-k", str(kw)]
         if threshold is not None:
             cmd += ["-t", repr(float(threshold))]
         if crop is not None:
@@ -164,7 +178,7 @@ def espirit_maps(
             opts["crop"] = float(crop)
         dev = sigpy_device(device)
         maps = mr.app.EspiritCalib(
-            k, calib_width=c, kernel_width=int(kernel_width), max_iter=int(max_iter),
+            k, calib_width=c, kernel_width=kw, max_iter=int(max_iter),
             device=dev, show_pbar=False, **opts,
         ).run()
         return np.asarray(sp.to_device(maps, sp.cpu_device), dtype=np.complex64)

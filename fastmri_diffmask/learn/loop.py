@@ -1,0 +1,380 @@
+"""The mask-learning loop: Adam on the logits of a :class:`BernoulliMask` through the Tweedie
+objective, with deterministic validation, best-logit selection, exact resume and nested masks.
+
+Everything random (batch order, masks, noise levels, noise) comes from one ``torch.Generator``
+seeded with ``config.seed``; validation uses its own fixed noise, drawn once from ``seed + 1``, so
+validating never perturbs training. A checkpoint (safetensors) stores the logits, the best logits,
+Adam's moments, the generator state, the epoch's batch order, the step and the history, so a
+resumed run ends bit-identical to an uninterrupted one.
+
+Validation
+    *proxy*: the configured objective evaluated deterministically on the validation slices with
+    the *binarized* mask, at fixed noise levels (the quantiles ``val_quantiles`` of the sigma law)
+    and fixed noise; lower is better. *DPS* (optional, every ``dps_every`` validations): PSNR of
+    full DPS reconstructions (:func:`fastmri_diffmask.sample.dps.dps_reconstruct`); higher is
+    better, and when on it decides the best logits (the paper's v1 protocol).
+
+References
+----------
+Ravula S, et al. arXiv:2306.03284 (2023); Bahadir CD, et al. IEEE TCI 2020 (LOUPE);
+Kingma DP, Ba J. Adam: a method for stochastic optimization. ICLR 2015.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..masks.bernoulli import BernoulliMask, as_kspace_mask, centre_distance
+from ..physics import percentile_scale, to_channels
+from ..utils import atomic_path
+from .tweedie import ObjectiveConfig, draw_noise, estimate, objective_loss, reconstruction_loss
+
+CKPT_FORMAT = "fastmri-diffmask-learn-checkpoint"
+EXPORTS = ("topk", "quantile", "sampled")
+
+
+@dataclasses.dataclass
+class LearnConfig:
+    """Loop settings. ``steps`` counts Adam iterations (``epochs``, if set, overrides it as
+    ``epochs * ceil(n_train / batch)``); ``tau`` anneals geometrically to ``tau_end``; ``lr``
+    is constant or cosine-decayed; ``val_every`` in steps (default one epoch, 0 = never)."""
+
+    objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
+    steps: int = 250
+    epochs: int | None = None
+    batch: int = 2
+    lr: float = 0.01
+    lr_schedule: str = "constant"
+    tau: float = 1.0
+    tau_end: float | None = None
+    seed: int = 0
+    val_every: int | None = None
+    val_quantiles: tuple = (0.1, 0.3, 0.5, 0.7, 0.9)
+    val_objective: ObjectiveConfig | None = None
+    val_export: str = "topk"
+    dps_every: int = 0
+    dps_steps: int = 50
+    export: str = "topk"
+    export_draws: int = 8
+    checkpoint_every: int = 50
+
+    def validate(self, n_train: int) -> "LearnConfig":
+        self.objective.validate()
+        if self.val_objective is not None:
+            self.val_objective.validate()
+        if self.batch < 1 or self.steps < 1 or (self.epochs is not None and self.epochs < 1):
+            raise UserError("steps, epochs and batch must be >= 1")
+        if not self.lr > 0 or not self.tau > 0 or (self.tau_end is not None and not self.tau_end > 0):
+            raise UserError("lr and the Gumbel temperatures must be > 0")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise UserError(f"unknown lr schedule {self.lr_schedule!r}; use constant or cosine")
+        if self.export not in EXPORTS or self.val_export not in ("topk", "quantile"):
+            raise UserError(f"unknown export {self.export!r}; use one of {', '.join(EXPORTS)}")
+        if n_train < 1:
+            raise UserError("no training slices; check --data and --num-train")
+        return self
+
+    def total_steps(self, n_train: int) -> int:
+        return self.epochs * math.ceil(n_train / self.batch) if self.epochs else self.steps
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def default_num_low_frequencies(width: int, acceleration: float) -> int:
+    """Default centre width: ``round(W / (1.6 R))`` lines (10 of 128 at R = 8, 20 at R = 4), at
+    least 2 and at most the budget."""
+    budget = max(1, round(width / acceleration))
+    return int(min(budget, max(2, round(width / (1.6 * acceleration)))))
+
+
+def scaled_batch(data) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, sens_maps)``: 2-channel images divided by their 99th-percentile magnitude."""
+    images = data.images
+    return to_channels(images / percentile_scale(images)), data.sens_maps
+
+
+def tau_at(cfg: LearnConfig, step: int, total: int) -> float:
+    if cfg.tau_end is None or total <= 1:
+        return cfg.tau
+    return cfg.tau * (cfg.tau_end / cfg.tau) ** (step / (total - 1))
+
+
+def lr_at(cfg: LearnConfig, step: int, total: int) -> float:
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+
+
+# -- validation --------------------------------------------------------------------------------
+class Validator:
+    """Deterministic proxy (and optional DPS) scores of a binary mask on the validation slices."""
+
+    def __init__(self, prior, val, cfg: LearnConfig, device):
+        self.prior, self.cfg, self.device = prior, cfg, device
+        self.obj = cfg.val_objective or cfg.objective
+        self.val = val
+        x, s = scaled_batch(val)
+        self.x, self.s = x.to(device), s.to(device)
+        q = cfg.val_quantiles
+        z = torch.tensor([NormalDist().inv_cdf(p) for p in q], dtype=torch.float64)
+        self.sigmas = (z * self.obj.p_std + self.obj.p_mean).exp().float()
+        g = torch.Generator().manual_seed(cfg.seed + 1)
+        self.noise = [draw_noise(self.x, self.s, self.obj, g)[1:] for _ in q]
+
+    def proxy(self, mask01: torch.Tensor, kind: str) -> float:
+        km = as_kspace_mask(mask01[None].to(self.device), kind)
+        total = 0.0
+        for sig, (noise, meas) in zip(self.sigmas, self.noise):
+            sigma = sig.expand(self.x.shape[0])
+            x_hat = estimate(self.prior, self.x, self.s, km, self.obj, sigma, noise, meas, create_graph=False)
+            total += float(reconstruction_loss(x_hat.detach(), self.x, self.obj.loss))
+        return total / len(self.sigmas)
+
+    def dps_psnr(self, mask01: torch.Tensor, kind: str, steps: int | None = None, seed: int = 0) -> float:
+        from ..sample.dps import dps_reconstruct
+
+        km = as_kspace_mask(mask01[None].to(self.device), kind)
+        k = self.val.kspace.to(self.device)
+        g = torch.Generator().manual_seed(seed)
+        rec = dps_reconstruct(self.prior, k * km, km, self.val.sens_maps.to(self.device),
+                              steps=steps or self.cfg.dps_steps, generator=g, progress=False)
+        return float(psnr(rec.abs(), self.val.images.to(self.device).abs()).mean())
+
+
+def psnr(rec: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) of magnitudes ``(B, H, W)`` with data range ``max - min`` of ``gt``."""
+    rng = gt.flatten(1).amax(1) - gt.flatten(1).amin(1)
+    mse = (rec - gt).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(rng ** 2 / mse.clamp_min(1e-20))
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+def _save_ckpt(path: Path, mask: BernoulliMask, best: torch.Tensor, opt, gen, perm, step, history, meta) -> None:
+    from safetensors.torch import save_file
+
+    st = opt.state.get(mask.logits, {})
+    tensors = {"logits": mask.logits.detach().cpu(), "best_logits": best.cpu(), "fixed": mask.fixed.cpu().to(torch.uint8),
+               "generator": gen.get_state(), "perm": perm.cpu()}
+    for k in ("step", "exp_avg", "exp_avg_sq"):
+        if k in st:
+            tensors[f"adam.{k}"] = st[k].detach().cpu().reshape(-1) if k == "step" else st[k].detach().cpu()
+    doc = {"format": CKPT_FORMAT, "step": step, "history": history, **meta}
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"learn": json.dumps(doc)})
+
+
+def _load_ckpt(path: Path, meta: dict):
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            doc = json.loads((f.metadata() or {})["learn"])
+            t = {k: f.get_tensor(k) for k in f.keys()}
+        if doc.get("format") != CKPT_FORMAT or "logits" not in t or "generator" not in t:
+            raise KeyError("format")
+    except Exception as e:
+        raise UserError(f"checkpoint {path} is unreadable or not a learn-mask checkpoint ({type(e).__name__}); "
+                        "delete it to start over") from None
+    for key in ("config", "mask"):
+        if doc.get(key) != meta.get(key):
+            raise UserError(f"checkpoint {path} was made with different {key} settings; use the same flags or delete it")
+    return doc, t
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def learn_mask(prior, train, val, kind: str, acceleration: float, num_low_frequencies: int,
+               config: LearnConfig | None = None, shape=None, corner_cut: bool = False, fixed=None,
+               init_logits: torch.Tensor | None = None, checkpoint: str | Path | None = None,
+               resume: bool = False, stop_after: int | None = None, progress: bool = True,
+               device="cpu") -> tuple[BernoulliMask, dict]:
+    """Learn a mask; returns ``(mask module holding the best logits, history)``.
+
+    Parameters
+    ----------
+    prior : Denoiser
+    train, val : SliceData
+        Fully sampled slices (``val`` may be ``None``: no validation, last logits kept).
+    kind, acceleration, num_low_frequencies, corner_cut, fixed, init_logits
+        See :class:`~fastmri_diffmask.masks.bernoulli.BernoulliMask` (``shape`` defaults to the
+        data's ``W`` or ``(H, W)``).
+    config : LearnConfig
+    checkpoint, resume
+        Write a checkpoint every ``config.checkpoint_every`` steps and at the end; ``resume``
+        continues from it (bit-identical to an uninterrupted run).
+    stop_after : int, optional
+        Stop (after checkpointing) once this step is reached: an interruption, for tests.
+
+    ``history`` holds ``train`` (per step: loss, tau, lr), ``val`` (per validation: step, proxy,
+    optional dps_psnr), ``best`` and, when ``config.export == "sampled"``, the chosen draw.
+    """
+    cfg = (config or LearnConfig()).validate(train.kspace.shape[0])
+    device = torch.device(device)
+    h, w = train.kspace.shape[-2:]
+    if shape is None:
+        shape = (w,) if kind == "line" else (h, w)
+    want = (w,) if kind == "line" else (h, w)
+    if tuple(np.atleast_1d(shape)) != want:
+        raise UserError(f"mask shape {tuple(np.atleast_1d(shape))} does not match the data's k-space {(h, w)}; "
+                        "learn the mask on data of that size")
+    if val is not None and tuple(val.kspace.shape[-2:]) != (h, w):
+        raise UserError(f"validation slices are {tuple(val.kspace.shape[-2:])} but training slices are {(h, w)}")
+    mask = BernoulliMask(shape, acceleration, num_low_frequencies, kind=kind, corner_cut=corner_cut,
+                         fixed=fixed, logits=init_logits).to(device)
+    x_all, s_all = (t.to(device) for t in scaled_batch(train))
+    n = x_all.shape[0]
+    total = cfg.total_steps(n)
+    per_epoch = math.ceil(n / cfg.batch)
+    val_every = per_epoch if cfg.val_every is None else cfg.val_every
+    validator = Validator(prior, val, cfg, device) if val is not None and val_every else None
+    opt = torch.optim.Adam([mask.logits], lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    best = mask.logits.detach().clone()
+    history = {"train": [], "val": [], "best": None}
+    perm = torch.randperm(n, generator=gen)
+    start = 0
+    meta = {"config": cfg.to_dict(), "mask": {"kind": kind, "shape": list(mask.shape), "acceleration": float(acceleration),
+                                               "num_low_frequencies": int(num_low_frequencies), "corner_cut": corner_cut}}
+    ckpt = Path(checkpoint) if checkpoint else None
+    if resume:
+        if ckpt is None or not ckpt.is_file():
+            raise UserError(f"nothing to resume: no checkpoint at {ckpt}; run without --resume")
+        doc, t = _load_ckpt(ckpt, meta)
+        if not torch.equal(t["fixed"].bool(), mask.fixed.cpu()):
+            raise UserError(f"checkpoint {ckpt} fixes different samples than this run; use the same flags or delete it")
+        with torch.no_grad():
+            mask.logits.copy_(t["logits"])
+        best = t["best_logits"].to(device)
+        if "adam.exp_avg" in t:
+            opt.state[mask.logits] = {"step": t["adam.step"].reshape(()), "exp_avg": t["adam.exp_avg"].to(device),
+                                      "exp_avg_sq": t["adam.exp_avg_sq"].to(device)}
+        gen.set_state(t["generator"])
+        perm, start, history = t["perm"], int(doc["step"]), doc["history"]
+
+    best_key = "dps_psnr" if cfg.dps_every else "proxy"
+
+    def better(entry) -> bool:
+        if best_key not in entry:
+            return False
+        prev = history["best"]
+        if prev is None:
+            return True
+        return entry[best_key] > prev["value"] if best_key == "dps_psnr" else entry[best_key] < prev["value"]
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=start, desc=f"learn-mask R={acceleration:g}", unit="it", disable=not progress, leave=False)
+    for step in range(start, total):
+        i = step % per_epoch
+        if i == 0 and step > 0:
+            perm = torch.randperm(n, generator=gen)
+        idx = perm[i * cfg.batch:(i + 1) * cfg.batch].to(device)
+        tau, lr = tau_at(cfg, step, total), lr_at(cfg, step, total)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss = objective_loss(prior, mask, x_all[idx], s_all[idx], cfg.objective, gen, tau)
+        loss.backward()
+        opt.step()
+        loss_value = float(loss.detach())
+        history["train"].append({"step": step + 1, "loss": loss_value, "tau": tau, "lr": lr})
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.4g}")
+        done = step + 1
+        if validator is not None and (done % val_every == 0 or done == total):
+            with torch.no_grad():
+                binary = mask.binarize(cfg.val_export)
+            entry = {"step": done, "proxy": validator.proxy(binary, kind)}
+            n_val = len(history["val"]) + 1
+            if cfg.dps_every and (n_val % cfg.dps_every == 0 or done == total):
+                entry["dps_psnr"] = validator.dps_psnr(binary, kind)
+            history["val"].append(entry)
+            if better(entry):
+                history["best"] = {"step": done, "key": best_key, "value": entry[best_key]}
+                best = mask.logits.detach().clone()
+        if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == total or done == stop_after):
+            _save_ckpt(ckpt, mask, best, opt, gen, perm, done, history, meta)
+        if stop_after is not None and done >= stop_after:
+            break
+    bar.close()
+    if validator is not None and history["best"] is not None:
+        with torch.no_grad():
+            mask.logits.copy_(best)
+    elif validator is None:
+        history["best"] = {"step": len(history["train"]), "key": "last", "value": None}
+    if cfg.export == "sampled" and validator is not None and (stop_after is None or stop_after >= total):
+        history["export"] = choose_sampled(mask, validator, cfg)
+    return mask, history
+
+
+def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig) -> dict:
+    """Best of ``cfg.export_draws`` exact-budget draws from ``p'`` by the validation proxy (or
+    DPS when ``cfg.dps_every``); returns ``{"mask": [...], "scores": [...], "chosen": i}``."""
+    g = torch.Generator().manual_seed(cfg.seed + 2)
+    draws = [mask.draw_exact(g) for _ in range(cfg.export_draws)]
+    if cfg.dps_every:
+        scores = [-validator.dps_psnr(d, mask.kind) for d in draws]
+    else:
+        scores = [validator.proxy(d, mask.kind) for d in draws]
+    i = int(np.argmin(scores))
+    return {"mask": draws[i].tolist(), "scores": scores, "chosen": i}
+
+
+def export_mask(mask: BernoulliMask, history: dict, method: str) -> torch.Tensor:
+    """The binary mask of an export method (``sampled`` takes the chosen draw from ``history``)."""
+    if method == "sampled":
+        if "export" not in history:
+            raise UserError("export 'sampled' needs validation slices to choose a draw; use topk or quantile")
+        return torch.tensor(history["export"]["mask"], dtype=torch.float32)
+    return mask.binarize(method)
+
+
+# -- nested masks ------------------------------------------------------------------------------
+def priority(mask: BernoulliMask, entries: np.ndarray) -> np.ndarray:
+    """``entries`` (flat indices) sorted by ``p'`` descending, ties towards the centre, then index."""
+    p = mask.probabilities().detach().cpu().double().numpy().ravel()[entries]
+    d = centre_distance(mask.shape).ravel()[entries]
+    return entries[np.lexsort((entries, d, -p))]
+
+
+def learn_nested(prior, train, val, kind: str, accelerations, num_low_frequencies: int,
+                 config: LearnConfig | None = None, corner_cut: bool = False, progress: bool = True,
+                 device="cpu", checkpoint: str | Path | None = None, resume: bool = False,
+                 **kw) -> tuple[BernoulliMask, torch.Tensor, np.ndarray, list]:
+    """Learn nested masks coarse to fine (e.g. R = 16, 8, 4), each with the previous samples fixed.
+
+    Returns ``(finest mask module, its binary mask, order, histories)``; ``order`` lists every
+    flat index: the centre first (nearest the centre first), then each level's additions by
+    priority, then the unsampled entries by final ``p'``; its first ``round(N / R)`` entries are
+    the mask at each learned ``R``. ``checkpoint`` gets one file per level (``<checkpoint>.R<r>``);
+    ``resume`` resumes the levels whose checkpoint exists and learns the others afresh.
+    """
+    cfg = config or LearnConfig()
+    accs = sorted((float(a) for a in accelerations), reverse=True)
+    fixed, order, hists = None, None, []
+    for r in accs:
+        ck = Path(f"{checkpoint}.R{r:g}") if checkpoint else None
+        mask, hist = learn_mask(prior, train, val, kind, r, num_low_frequencies, cfg, corner_cut=corner_cut,
+                                fixed=fixed, progress=progress, device=device, checkpoint=ck,
+                                resume=bool(resume and ck is not None and ck.is_file()), **kw)
+        binary = export_mask(mask, hist, cfg.export)
+        flat = binary.numpy().ravel() > 0.5
+        if order is None:
+            centre = np.flatnonzero(mask.fixed.cpu().numpy().ravel())
+            d = centre_distance(mask.shape).ravel()[centre]
+            order = list(centre[np.lexsort((centre, d))])
+        taken = set(order)
+        order += list(priority(mask, np.array([i for i in np.flatnonzero(flat) if i not in taken], dtype=np.int64)))
+        fixed = binary
+        hists.append({"acceleration": r, **hist})
+    rest = np.array([i for i in range(flat.size) if i not in set(order)], dtype=np.int64)
+    order = np.asarray(order + list(priority(mask, rest)), dtype=np.int64)
+    return mask, binary, order, hists

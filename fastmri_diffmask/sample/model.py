@@ -1,0 +1,96 @@
+"""``DiffusionPosteriorModel``: DPS reconstruction behind fastMRI's VarNet call signature.
+
+fastMRI's ``VarNet.forward(masked_kspace, mask, num_low_frequencies)`` takes k-space as a real
+view ``(B, C, H, W, 2)`` and a mask ``(B, 1, 1, W, 1)`` and returns the RSS magnitude image
+``(B, H, W)``. This module does the same with a diffusion prior, so fastMRI-style evaluation code
+can swap it in; ESPIRiT maps are computed from the fully sampled centre when none are given.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..prior.base import Denoiser
+from ..utils import resolve_device
+from .dps import dps_reconstruct
+
+
+def _as_complex_kspace(k: torch.Tensor) -> torch.Tensor:
+    if torch.is_complex(k):
+        return k if k.dim() == 4 else k.unsqueeze(0)
+    if k.shape[-1] == 2:  # fastMRI's real view (..., 2)
+        k = torch.view_as_complex(k.contiguous())
+        return k if k.dim() == 4 else k.unsqueeze(0)
+    raise UserError(f"masked_kspace must be complex (B, C, H, W) or fastMRI's real view (B, C, H, W, 2), got {tuple(k.shape)}")
+
+
+def _as_mask(mask: torch.Tensor, kspace: torch.Tensor) -> torch.Tensor:
+    m = mask.float()
+    if m.dim() == kspace.dim() + 1 and m.shape[-1] == 1:  # fastMRI's (B, 1, 1, W, 1)
+        m = m[..., 0]
+    while m.dim() < 4:
+        m = m.unsqueeze(0)
+    return m
+
+
+class DiffusionPosteriorModel(nn.Module):
+    """Diffusion posterior sampling as a fastMRI-style reconstruction model.
+
+    Parameters
+    ----------
+    prior : Denoiser or str
+        A denoiser, ``"default"`` (the shipped prior) or a path to prior weights.
+    steps, zeta, churn : DPS settings (see :func:`~fastmri_diffmask.sample.dps.dps_reconstruct`).
+    sens_backend : "sigpy" | "bart"
+        ESPIRiT backend used when ``forward`` gets no ``sens_maps``.
+    num_samples : int
+        Average this many posterior samples (the posterior mean estimate).
+    seed : int
+        Seeds the sampler so repeated calls give the same reconstruction.
+    """
+
+    def __init__(self, prior: Denoiser | str = "default", steps: int = 100, zeta: float | None = None,
+                 churn: float = 0.0, sens_backend: str = "sigpy", num_samples: int = 1, seed: int = 0,
+                 device="auto", progress: bool = False):
+        super().__init__()
+        if isinstance(prior, str):
+            from ..prior.weights import load_prior
+
+            prior = load_prior(prior, device=device)
+        self.prior = prior.to(resolve_device(device))
+        self.steps, self.zeta, self.churn = steps, zeta, churn
+        self.sens_backend, self.num_samples, self.seed, self.progress = sens_backend, num_samples, seed, progress
+
+    def estimate_sens_maps(self, kspace: torch.Tensor, num_low_frequencies) -> torch.Tensor:
+        from ..recon.espirit import espirit_maps
+
+        nlf = num_low_frequencies
+        maps = []
+        for i in range(kspace.shape[0]):
+            n = None if nlf is None else int(nlf[i] if torch.is_tensor(nlf) and nlf.dim() else nlf)
+            maps.append(espirit_maps(kspace[i].cpu().numpy(), num_low_frequencies=n, backend=self.sens_backend))
+        return torch.from_numpy(np.stack(maps)).to(kspace.device)
+
+    def reconstruct(self, masked_kspace, mask, num_low_frequencies=None, sens_maps=None) -> torch.Tensor:
+        """Complex coil-combined images ``(B, H, W)``."""
+        device = next(self.prior.parameters(), torch.empty(0)).device
+        k = _as_complex_kspace(masked_kspace).to(device)
+        m = _as_mask(mask, k).to(device)
+        if sens_maps is None:
+            sens_maps = self.estimate_sens_maps(k, num_low_frequencies)
+        sens_maps = _as_complex_kspace(sens_maps).to(device)
+        if sens_maps.shape != k.shape:
+            raise UserError(f"sens_maps shape {tuple(sens_maps.shape)} differs from k-space shape {tuple(k.shape)}")
+        g = torch.Generator().manual_seed(self.seed)
+        out = 0
+        for _ in range(self.num_samples):
+            out = out + dps_reconstruct(self.prior, k, m, sens_maps, steps=self.steps, zeta=self.zeta,
+                                        churn=self.churn, generator=g, progress=self.progress)
+        return out / self.num_samples
+
+    def forward(self, masked_kspace, mask, num_low_frequencies=None, sens_maps=None) -> torch.Tensor:
+        """Magnitude images ``(B, H, W)``, like fastMRI's VarNet output."""
+        return self.reconstruct(masked_kspace, mask, num_low_frequencies, sens_maps).abs()

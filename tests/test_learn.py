@@ -1,0 +1,238 @@
+"""Mask learning: objective gradients, SSIM, determinism, exact resume, nested masks, the oracle
+(a Gaussian prior whose best line mask is known) and the learn-mask CLI's bad-input handling."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fastmri_diffmask.cli.main import main
+from fastmri_diffmask.dataset import SliceData
+from fastmri_diffmask.learn.loop import LearnConfig, learn_mask, learn_nested
+from fastmri_diffmask.learn.tweedie import (Likelihood, ObjectiveConfig, objective_loss, one_step_estimate,
+                                            reconstruction_loss, ssim, unrolled_estimate)
+from fastmri_diffmask.masks.bernoulli import BernoulliMask
+from fastmri_diffmask.masks.file import load_mask_file
+from fastmri_diffmask.physics import MultiCoilOperator, fft2c, percentile_scale, to_channels, to_complex
+from fastmri_diffmask.prior.edm import EDMPrecond
+from fastmri_diffmask.prior.gaussian import GaussianPrior
+from fastmri_diffmask.prior.unet import UNet
+from fastmri_diffmask.prior.weights import save_prior
+from fastmri_diffmask.simulate import write_volume
+
+torch.set_num_threads(1)
+N = 32  # image side
+SPIKES = [3, 9, 22, 28]  # isolated high-variance columns, away from the centre (14..17)
+
+
+def _column_profile() -> torch.Tensor:
+    col = 0.02 + torch.exp(-(torch.arange(N) - N // 2).abs().float() / 1.5)
+    col[SPIKES] = 1.0
+    return col
+
+
+def _base_prior() -> GaussianPrior:
+    mean = torch.full((N, N), 1.0, dtype=torch.complex64)
+    return GaussianPrior(mean, (0.02 * _column_profile())[None].expand(N, N).clone())
+
+
+def _slices(images: torch.Tensor, coils: int = 1) -> SliceData:
+    n = images.shape[0]
+    maps = torch.ones(n, coils, N, N, dtype=torch.complex64) / coils ** 0.5
+    k = fft2c(maps * images[:, None])
+    return SliceData(k, maps, images.abs(), ["x.h5"] * n, list(range(n)), torch.ones(n))
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory):
+    """Single-coil h5 files drawn from a Gaussian prior, and that prior fitted to the scaled
+    images (the loop divides each image by its 99th percentile, so the prior it needs is the
+    law of the *scaled* images; the fit keeps the column profile up to a constant)."""
+    root = tmp_path_factory.mktemp("oracle")
+    g = torch.Generator().manual_seed(0)
+    base = _base_prior()
+    for split, n in (("train", 24), ("val", 4)):
+        img = base.sample(n, g)
+        k = fft2c(img[:, None]).numpy()
+        vol = {"kspace": k.astype(np.complex64), "reconstruction_rss": img.abs().numpy().astype(np.float32),
+               "sens_maps": np.ones((n, 1, N, N), np.complex64), "image": img.numpy(), "noise_std": 0.0}
+        write_volume(root / split / f"oracle_{split}.h5", vol)
+    many = base.sample(4000, g)
+    prior = GaussianPrior.fit(many / percentile_scale(many))
+    path = save_prior(root / "gauss.safetensors", prior, prior.config)
+    return root, path, prior
+
+
+def _tiny_unet_prior() -> EDMPrecond:
+    torch.manual_seed(0)
+    net = UNet(in_channels=2, channels=(8, 16), blocks_per_level=1)
+    torch.nn.init.normal_(net.out[-1].weight, std=0.1)  # non-trivial output (it starts at zero)
+    return EDMPrecond(net).eval().requires_grad_(False)
+
+
+# -- objective -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("objective", ["tweedie", "tweedie-x0", "unrolled"])
+@pytest.mark.parametrize("form", ["paper", "linear"])
+def test_gradients_reach_the_logits_through_a_unet(objective, form):
+    prior = _tiny_unet_prior()
+    g = torch.Generator().manual_seed(1)
+    img = torch.complex(torch.randn(2, 16, 16, generator=g), torch.randn(2, 16, 16, generator=g))
+    maps = torch.randn(2, 3, 16, 16, dtype=torch.complex64, generator=g)
+    mask = BernoulliMask(16, 4, 2)
+    cfg = ObjectiveConfig(objective=objective, mask_form=form, unroll_steps=2, unroll_grad="xt")
+    objective_loss(prior, mask, to_channels(img), maps, cfg, g).backward()
+    grad = mask.logits.grad
+    assert torch.all(torch.isfinite(grad)) and float(grad[mask.free].abs().sum()) > 0
+
+
+@pytest.mark.parametrize("loss", ["l2", "nl2", "l1", "ssim"])
+def test_every_loss_gives_finite_nonzero_gradients(loss):
+    prior = _base_prior()
+    g = torch.Generator().manual_seed(2)
+    x = to_channels(prior.sample(2, g))
+    mask = BernoulliMask(N, 4, 4)
+    cfg = ObjectiveConfig(loss=loss, mask_form="linear")
+    objective_loss(prior, mask, x, torch.ones(2, 1, N, N, dtype=torch.complex64), cfg, g).backward()
+    assert torch.all(torch.isfinite(mask.logits.grad)) and float(mask.logits.grad.abs().sum()) > 0
+
+
+def test_unrolled_with_one_step_is_the_one_step_estimate():
+    prior = _tiny_unet_prior()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 2, 16, 16, generator=g)
+    maps = torch.ones(2, 1, 16, 16, dtype=torch.complex64)
+    km = (torch.rand(2, 1, 1, 16, generator=g) < 0.5).float()
+    lik = Likelihood(maps, km, MultiCoilOperator(maps)(to_complex(x)))
+    x_t, s = x + 0.5 * torch.randn(x.shape, generator=g), torch.full((2,), 0.5)
+    for grad in ("xt", "x0"):
+        a = one_step_estimate(prior, x_t, s, lik, 0.5, grad=grad)
+        b = unrolled_estimate(prior, x_t, s[:, None], lik, 0.5, grad=grad)
+        assert torch.allclose(a, b)
+
+
+def test_ssim_matches_skimage():
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(4)
+    a = torch.rand(2, 24, 24, generator=g, dtype=torch.float64)
+    b = a + 0.1 * torch.randn(2, 24, 24, generator=g, dtype=torch.float64)
+    rng = a.flatten(1).amax(1) - a.flatten(1).amin(1)
+    ours = ssim(b, a, rng)
+    for i in range(2):
+        ref = structural_similarity(a[i].numpy(), b[i].numpy(), data_range=float(rng[i]))
+        assert abs(float(ours[i]) - ref) < 1e-6
+    x = to_channels(torch.complex(a.float(), 0 * a.float()))
+    assert float(reconstruction_loss(x, x, "ssim")) < 1e-6
+
+
+# -- loop ----------------------------------------------------------------------------------------
+def _tiny_data(seed=0, n=8):
+    g = torch.Generator().manual_seed(seed)
+    return _slices(_base_prior().sample(n, g), coils=2)
+
+
+def test_resume_is_bit_identical(tmp_path):
+    prior, train, val = _base_prior(), _tiny_data(0), _tiny_data(1, 3)
+    cfg = LearnConfig(objective=ObjectiveConfig(objective="tweedie"), steps=9, batch=3, lr=0.05, tau_end=0.3,
+                      lr_schedule="cosine", checkpoint_every=2)
+    full, h_full = learn_mask(prior, train, val, "line", 4, 4, cfg, progress=False)
+    ck = tmp_path / "run.ckpt"
+    learn_mask(prior, train, val, "line", 4, 4, cfg, checkpoint=ck, stop_after=4, progress=False)
+    resumed, h_res = learn_mask(prior, train, val, "line", 4, 4, cfg, checkpoint=ck, resume=True, progress=False)
+    assert torch.equal(full.logits, resumed.logits)
+    assert h_full == h_res
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    from fastmri_diffmask.errors import UserError
+
+    prior, train, val = _base_prior(), _tiny_data(0), _tiny_data(1, 3)
+    ck = tmp_path / "run.ckpt"
+    learn_mask(prior, train, val, "line", 4, 4, LearnConfig(steps=4), checkpoint=ck, stop_after=2, progress=False)
+    with pytest.raises(UserError):
+        learn_mask(prior, train, val, "line", 4, 4, LearnConfig(steps=4, lr=0.5), checkpoint=ck, resume=True,
+                   progress=False)
+
+
+def test_nested_masks_are_nested():
+    prior, train, val = _base_prior(), _tiny_data(0), _tiny_data(1, 3)
+    cfg = LearnConfig(objective=ObjectiveConfig(objective="tweedie-x0", mask_form="linear"), steps=6, batch=4)
+    mask, binary, order, hists = learn_nested(prior, train, val, "line", [8, 4, 2], 4, cfg, progress=False)
+    assert sorted(order.tolist()) == list(range(N))
+    masks = {r: np.isin(np.arange(N), order[:round(N / r)]) for r in (8, 4, 2)}
+    assert masks[8].sum() == 4 and masks[4].sum() == 8 and masks[2].sum() == 16
+    assert np.all(masks[8] <= masks[4]) and np.all(masks[4] <= masks[2])
+    assert np.array_equal(masks[2], binary.numpy() > 0)
+    assert [h["acceleration"] for h in hists] == [8, 4, 2]
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+def _cli(root, prior, out, *extra):
+    return main(["learn-mask", "--data", str(root), "--prior", str(prior), "--acceleration", "4", "--out", str(out),
+                 "--num-low-frequencies", "4", "--device", "cpu", "--quiet", *extra])
+
+
+def test_oracle_recovers_the_highest_variance_lines(oracle, tmp_path, capsys):
+    """Single coil, noiseless: the posterior error of a line mask is the summed variance of the
+    unmeasured lines (each unmeasured frequency costs v sigma^2 / (v + sigma^2) in the one-step
+    objective, increasing in v), so the optimal mask is the centre plus the highest-variance
+    columns. The four spikes carry > 3.5x the variance of any other non-centre column, so the gap
+    between the optimum and any mask missing a spike is large against the gradient noise: we
+    require the learned mask to be exactly the optimum (overlap 4 of 4 learned lines)."""
+    root, path, prior = oracle
+    var = prior.variance.sum(0)
+    free = [i for i in range(N) if i not in range(14, 18)]
+    best = sorted(sorted(free, key=lambda i: -float(var[i]))[:4])
+    assert best == SPIKES
+    out = tmp_path / "oracle.safetensors"
+    assert _cli(root, path, out, "--steps", "60", "--batch", "4", "--lr", "0.05") == 0
+    mf = load_mask_file(out)
+    learned = [i for i in np.flatnonzero(mf.mask) if i not in range(14, 18)]
+    assert learned == SPIKES
+    assert mf.num_sampled == 8 and mf.metadata["prior"]["id"] == "gaussian"
+    assert mf.metadata["prior"]["sha256"] and mf.metadata["seed"] == 0 and mf.metadata["steps"] == 60
+    assert (tmp_path / "oracle.png").is_file()
+    assert not list(tmp_path.glob("*.ckpt*"))
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["num_sampled"] == 8
+
+
+def test_same_seed_gives_the_same_mask_file(oracle, tmp_path):
+    root, path, _ = oracle
+    outs = [tmp_path / "a.safetensors", tmp_path / "b.safetensors"]
+    for out in outs:
+        assert _cli(root, path, out, "--steps", "6", "--objective", "tweedie", "--export", "quantile") == 0
+    a, b = (load_mask_file(o) for o in outs)
+    for key in ("mask", "probabilities", "logits"):
+        assert np.array_equal(getattr(a, key), getattr(b, key))
+    strip = lambda m: {k: v for k, v in m.items() if k not in ("created", "wall_seconds")}  # noqa: E731
+    assert strip(a.metadata) == strip(b.metadata)
+
+
+def _assert_refused(capsys, rc, out):
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "error" in err
+    assert not out.exists() and not out.with_suffix(".png").exists()
+
+
+def test_cli_bad_inputs_exit_2_without_output(oracle, tmp_path, capsys):
+    root, path, _ = oracle
+    out = tmp_path / "m.safetensors"
+    # centre of 10 lines does not fit R = 4 on 32 columns (budget 8)
+    _assert_refused(capsys, main(["learn-mask", "--data", str(root), "--prior", str(path), "--acceleration", "4",
+                                  "--out", str(out), "--num-low-frequencies", "10", "--quiet"]), out)
+    _assert_refused(capsys, _cli(root, path, out, "--acceleration", "1"), out)
+    _assert_refused(capsys, _cli(root, tmp_path / "nope.safetensors", out), out)  # unknown prior
+    small = GaussianPrior(torch.zeros(16, 16, dtype=torch.complex64), torch.ones(16, 16))
+    _assert_refused(capsys, _cli(root, save_prior(tmp_path / "small.safetensors", small, small.config), out), out)
+    bad = tmp_path / "corrupt.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    _assert_refused(capsys, _cli(root, path, out, "--init-from", str(bad)), out)  # corrupt mask file
+    _assert_refused(capsys, _cli(root, path, out, "--resume"), out)  # nothing to resume
+    out.with_name(out.name + ".ckpt").write_bytes(b"garbage")
+    _assert_refused(capsys, _cli(root, path, out, "--resume"), out)  # corrupt checkpoint
+    other = BernoulliMask(16, 4, 4).to_mask_file()
+    from fastmri_diffmask.masks.file import save_mask_file
+
+    _assert_refused(capsys, _cli(root, path, out, "--init-from", str(save_mask_file(tmp_path / "w16.safetensors", other))), out)
