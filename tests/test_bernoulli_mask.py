@@ -136,3 +136,13 @@ def test_mask_file_round_trip(tmp_path):
 def test_centre_distance_is_zero_at_fastmri_centre():
     d = centre_distance((9, 8))
     assert d[4, 4] == 0 and d.argmin() == 4 * 8 + 4
+
+
+def test_stratified_draws_have_exact_budget_and_follow_the_density():
+    m = BernoulliMask(64, 4, 4)
+    with torch.no_grad():
+        m.logits.copy_(torch.linspace(-3, 3, 64))
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([m.draw_exact(g, stratified=True) for _ in range(3000)])
+    assert torch.all(draws.sum(1) == 16) and torch.all(draws[:, m.fixed] == 1)
+    assert torch.allclose(draws.mean(0), m.probabilities().detach(), atol=0.05)

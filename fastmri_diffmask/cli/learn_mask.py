@@ -38,6 +38,8 @@ def register(sub) -> None:
     g.add_argument("--unroll-steps", type=int, default=3, help="K for --objective unrolled")
     g.add_argument("--unroll-sigma-end", type=float, default=0.02)
     g.add_argument("--init", choices=["truth", "adjoint"], default="truth", help="start x_t from x (paper) or A^H y")
+    g.add_argument("--mask-form", choices=["paper", "linear"], default="paper",
+                   help="data term ||M A x - M y||^2 (paper: only drawn lines learn) or sum M|A x - y|^2 (linear: all learn)")
     g.add_argument("--relaxed", action="store_true", help="LOUPE comparator: sigmoid relaxation instead of Gumbel-ST")
     o = p.add_argument_group("optimisation")
     o.add_argument("--steps", type=int, default=250)
@@ -166,7 +168,8 @@ def run(args) -> int:
         nlf = default_num_low_frequencies(w, args.acceleration)
     obj = ObjectiveConfig(objective=args.objective, loss=args.loss, eta=args.eta, p_mean=args.sigma_mean,
                           p_std=args.sigma_std, meas_noise=args.meas_noise, unroll_steps=args.unroll_steps,
-                          unroll_sigma_end=args.unroll_sigma_end, init=args.init, relaxed=args.relaxed)
+                          unroll_sigma_end=args.unroll_sigma_end, init=args.init, relaxed=args.relaxed,
+                          mask_form=args.mask_form)
     cfg = LearnConfig(objective=obj, steps=args.steps, epochs=args.epochs, batch=args.batch, lr=args.lr,
                       lr_schedule=args.lr_schedule, tau=args.tau, tau_end=args.tau_end, seed=args.seed,
                       val_every=args.val_every, dps_every=args.dps_every, dps_steps=args.dps_steps,

@@ -118,27 +118,35 @@ def vd_random_mask_2d(shape: Sequence[int], budget: int, num_low_frequencies: in
     return _draw_exact((1 - np.clip(r, 0, 1)) ** power, centre_mask((h, w), num_low_frequencies), budget, seed)
 
 
-def _poisson_once(generator: str, shape, accel: float, c: int, seed: int, rtol: float) -> np.ndarray | None:
+def _sigpy_draw(shape, slope: float, c: int, seed: int) -> np.ndarray:
+    """One variable-density Poisson-disc draw from sigpy's generator at density slope ``slope``.
+
+    The radius grows linearly with the normalised distance ``r`` from the centre square,
+    ``(1 + slope r)`` pixels (scaled per axis for non-square planes); corners ``r >= 1`` are
+    dropped, as :func:`sigpy.mri.poisson` does with ``crop_corner=True``. The public function's
+    own search over the slope can loop forever when its tolerance is unreachable, so the slope
+    is searched here instead.
+    """
+    from sigpy.mri.samp import _poisson
+
     h, w = shape
-    if generator == "sigpy":
-        import sigpy.mri as mr
+    dy = np.maximum(np.abs(np.arange(h) - h / 2) - c / 2, 0)
+    dx = np.maximum(np.abs(np.arange(w) - w / 2) - c / 2, 0)
+    r = np.sqrt((dy / max(dy.max(), 1e-9))[:, None] ** 2 + (dx / max(dx.max(), 1e-9))[None, :] ** 2)
+    base = 1 + slope * r
+    rx = np.maximum(base * w / max(h, w), 1.0)
+    ry = np.maximum(base * h / max(h, w), 1.0)
+    m = _poisson(w, h, 30, rx, ry, (c, c), seed)
+    return (m * (r < 1)).astype(np.float32)
 
-        m = None
-        for tol in (rtol, 4 * rtol, 0.05):  # sigpy raises when it cannot get within tol
-            try:
-                m = mr.poisson((h, w), accel, calib=(c, c), dtype=np.float32, seed=seed, tol=tol * accel)
-                break
-            except ValueError:
-                continue
-        if m is None:
-            return None
-    else:
-        from ..io.bart import run_bart
 
-        a = float(np.sqrt(accel))
-        m = run_bart(["poisson", "-Y", h, "-Z", w, "-y", f"{a:.6f}", "-z", f"{a:.6f}", "-C", c, "-s", seed])
-        m = np.asarray(m).reshape(h, w)  # BART dims (1, Y, Z)
-    return np.maximum((np.abs(m) > 0).astype(np.float32), centre_mask((h, w), c))
+def _bart_draw(shape, accel: float, c: int, seed: int) -> np.ndarray:
+    from ..io.bart import run_bart
+
+    h, w = shape
+    a = float(np.sqrt(accel))
+    m = run_bart(["poisson", "-Y", h, "-Z", w, "-y", f"{a:.6f}", "-z", f"{a:.6f}", "-C", c, "-s", seed])
+    return (np.abs(np.asarray(m)).reshape(h, w) > 0).astype(np.float32)  # BART dims (1, Y, Z)
 
 
 def poisson_mask(
@@ -148,45 +156,51 @@ def poisson_mask(
     generator: str = "sigpy",
     seed: int = 0,
     rtol: float = 0.005,
-    max_evals: int = 4,
+    max_evals: int | None = None,
 ) -> np.ndarray:
     """Poisson-disc point mask with a point count as close to ``budget`` as found.
 
-    ``generator="sigpy"``: :func:`sigpy.mri.poisson`, variable density ``1 / (1 + s r)`` with the
-    corners cropped. ``generator="bart"``: ``bart poisson`` (uniform-density Poisson disc; BART's
-    ``-v`` variable density cannot go below R ~ 7.5 at 128^2, so it is not used). The generator's
-    acceleration parameter is searched with secant steps (bisection once bracketed) until the
-    count is within ``rtol`` of ``budget`` or ``max_evals`` masks were drawn; the mask closest
-    to ``budget`` is returned. Each draw costs ~0.3-1 s (sigpy) / ~1-20 s (BART) at 128^2-320^2.
+    ``generator="sigpy"``: sigpy's variable-density generator (radius ``1 + s r``, corners
+    cropped, as :func:`sigpy.mri.poisson`), searched over the slope ``s``. ``generator="bart"``:
+    ``bart poisson`` (uniform density; BART's ``-v`` variable density cannot go below R ~ 7.5 at
+    128^2), searched over its acceleration. Each draw keeps the ``c x c`` centre. The search
+    (secant steps, then regula falsi inside the bracket) stops when the count is within
+    ``rtol * budget`` or after ``max_evals`` draws (default 16 sigpy, 5 BART: ``bart poisson``
+    takes ~1 s at 128^2 and ~20 s at 320^2); the draw closest to ``budget`` is returned.
     """
-    h, w = shape
-    target = h * w / budget
-    lo, hi = 1.0, None  # parameter bracket: count(lo) > budget > count(hi)
+    h, w = (int(d) for d in shape)
+    c = num_low_frequencies
+    centre = centre_mask((h, w), c)
+    if generator == "sigpy":
+        draw = lambda x: np.maximum(_sigpy_draw((h, w), x, c, seed), centre)  # noqa: E731
+        x, floor, max_evals = float(max(h, w)) / 4, 0.0, max_evals or 16
+    elif generator == "bart":
+        draw = lambda x: np.maximum(_bart_draw((h, w), x, c, seed), centre)  # noqa: E731
+        x, floor, max_evals = h * w / budget, 1.0, max_evals or 5
+    else:
+        raise UserError(f"unknown Poisson generator {generator!r}; use 'sigpy' or 'bart'")
+    lo = hi = None  # (parameter, count) with count(lo) > budget > count(hi); count falls as x grows
     best, best_err = None, None
-    a = target
     for _ in range(max_evals):
-        m = _poisson_once(generator, shape, a, num_low_frequencies, seed, rtol)
-        if m is not None:
-            n = int(m.sum())
-            err = abs(n - budget)
-            if best is None or err < best_err:
-                best, best_err = m, err
-            if err <= rtol * budget:
-                break
-            if n > budget:
-                lo = max(lo, a)
-            else:
-                hi = a if hi is None else min(hi, a)
-            nxt = a * n / budget  # count ~ 1 / accel
+        m = draw(x)
+        n = int(m.sum())
+        if best is None or abs(n - budget) < best_err:
+            best, best_err = m, abs(n - budget)
+        if best_err <= rtol * budget:
+            break
+        if n > budget:
+            lo = (x, n) if lo is None or x > lo[0] else lo
         else:
-            nxt = a * 1.07
-        if hi is not None and not (lo < nxt < hi):
-            nxt = 0.5 * (lo + hi)
-        if nxt <= 1.0:
-            nxt = 0.5 * (1.0 + a)
-        a = nxt
-    if best is None:
-        raise UserError(f"{generator} could not make a Poisson-disc mask at acceleration {target:.3g}; try a lower one")
+            hi = (x, n) if hi is None or x < hi[0] else hi
+        if lo is not None and hi is not None:
+            (x0, n0), (x1, n1) = lo, hi
+            t = (n0 - budget) / max(n0 - n1, 1)
+            x = x0 + min(max(t, 0.1), 0.9) * (x1 - x0)
+        else:  # secant-like step from the count alone: points ~ 1/accel (BART), ~ 1/(1+slope)^2 (sigpy)
+            guess = x * n / budget if generator == "bart" else (1 + x) * np.sqrt(n / budget) - 1
+            x = guess if guess > floor else 0.5 * (floor + x)
+        if hi is not None and lo is not None and abs(hi[0] - lo[0]) < 1e-9 * max(1.0, abs(x)):
+            break
     return best
 
 

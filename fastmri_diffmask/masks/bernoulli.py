@@ -243,17 +243,36 @@ class BernoulliMask(nn.Module):
             chosen += [i for i in self._free_order(p) if i not in taken][: m - len(chosen)]
         return np.asarray(chosen[:m], dtype=np.int64)
 
-    def draw_exact(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One random 0/1 mask with exactly the budget: the free samples drawn without replacement
-        with weights ``p'`` (Gumbel top-k on ``log p'``)."""
+    def draw_exact(self, generator: torch.Generator | None = None, stratified: bool = False) -> torch.Tensor:
+        """One random 0/1 mask with exactly the budget.
+
+        ``stratified=False``: the free samples drawn without replacement with weights ``p'``
+        (Gumbel top-k on ``log p'``). ``stratified=True``: one sample per stratum ``[j, j + 1)``
+        of the cumulative density (walk order as in :meth:`binarize`), at a uniform random
+        position in it - the jittered version of the ``"quantile"`` export, inclusion
+        probabilities ``~p'`` with the samples spread like the density (a collision moves to the
+        next free entry of the walk).
+        """
         p = self.probabilities().detach().cpu().double()
         m = self.budget - self.num_fixed
         out = self.fixed.cpu().clone().ravel()
-        if m > 0:
+        if m > 0 and not stratified:
             u = torch.rand(p.numel(), generator=generator, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
             key = torch.log(p.ravel().clamp_min(1e-30)) - torch.log(-torch.log(u))
             key[~self.free.cpu().ravel()] = -float("inf")
             out[torch.topk(key, m).indices] = True
+        elif m > 0:
+            walk = self._walk()
+            cum = np.cumsum(np.clip(p.numpy().ravel()[walk], 0, 1))
+            cum *= m / cum[-1] if cum[-1] > 0 else 0
+            u = torch.rand(m, generator=generator, dtype=torch.float64).numpy()
+            pos = np.minimum(np.searchsorted(cum, np.arange(m) + u, side="left"), walk.size - 1)
+            taken = np.zeros(walk.size, bool)
+            for j in pos:
+                free = np.flatnonzero(~taken[j:])
+                j = j + free[0] if free.size else np.flatnonzero(~taken)[-1]
+                taken[j] = True
+            out[torch.from_numpy(walk[taken])] = True
         return out.reshape(self.shape).float()
 
     # -- file -------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     phase_augment: bool = True
     flip_augment: bool = True
+    log_every: int = 50
 
 
 def scaled_training_images(images: torch.Tensor) -> torch.Tensor:
@@ -158,7 +159,7 @@ def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume:
         step += 1
         losses.append(loss.item())
         bar.update(1)
-        if step % 50 == 0 or step == cfg.steps:
+        if step % cfg.log_every == 0 or step == cfg.steps:
             log.append({"step": step, "loss": sum(losses) / len(losses), "seconds": round(time.time() - t0, 1)})
             bar.set_postfix(loss=f"{log[-1]['loss']:.4f}")
             losses = []

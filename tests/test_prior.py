@@ -1,0 +1,134 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fastmri_diffmask.errors import UserError
+from fastmri_diffmask.prior.edm import EDMPrecond, edm_coefficients, edm_loss
+from fastmri_diffmask.prior.gaussian import GaussianPrior
+from fastmri_diffmask.prior.train import TrainConfig, export_checkpoint, train_prior
+from fastmri_diffmask.prior.unet import UNet
+from fastmri_diffmask.prior.weights import load_prior, save_prior
+
+TINY = dict(channels=(8, 16), blocks_per_level=1)
+
+
+def _images(n=6, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    blobs = []
+    for _ in range(n):
+        cx, cy, r = (torch.rand(3, generator=g) * torch.tensor([0.6, 0.6, 0.3]) + torch.tensor([-0.3, -0.3, 0.3]))
+        mag = ((xx - cx) ** 2 + (yy - cy) ** 2 < r ** 2).float() + 0.3 * ((xx ** 2 + yy ** 2) < 0.8).float()
+        blobs.append(mag * torch.exp(1j * 0.5 * xx))
+    return torch.stack(blobs).to(torch.complex64)
+
+
+def test_edm_coefficients_match_formulas():
+    sigma, sd = torch.tensor([0.01, 0.5, 3.0, 80.0]), 0.5
+    c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, sd)
+    for i, s in enumerate(sigma.tolist()):
+        assert math.isclose(c_skip[i], sd ** 2 / (s ** 2 + sd ** 2), rel_tol=1e-6)
+        assert math.isclose(c_out[i], s * sd / math.sqrt(s ** 2 + sd ** 2), rel_tol=1e-6)
+        assert math.isclose(c_in[i], 1 / math.sqrt(s ** 2 + sd ** 2), rel_tol=1e-6)
+        assert math.isclose(c_noise[i], math.log(s) / 4, rel_tol=1e-6, abs_tol=1e-7)
+
+
+def test_precond_wrapper_uses_backbone_as_edm_says():
+    class Probe(torch.nn.Module):
+        def forward(self, x, c_noise):
+            self.seen = (x.clone(), c_noise.clone())
+            return torch.ones_like(x)
+
+    probe = Probe()
+    d = EDMPrecond(probe)
+    x, sigma = torch.full((2, 2, 4, 4), 3.0), torch.tensor([0.2, 2.0])
+    out = d(x, sigma)
+    c_skip, c_out, c_in, c_noise = edm_coefficients(sigma)
+    assert torch.allclose(probe.seen[0], c_in.view(-1, 1, 1, 1) * x)
+    assert torch.allclose(probe.seen[1], c_noise)
+    assert torch.allclose(out, c_skip.view(-1, 1, 1, 1) * x + c_out.view(-1, 1, 1, 1))
+
+
+def test_gaussian_prior_is_exact_posterior_mean_dense():
+    """D equals Sigma (Sigma + s^2 I)^-1 (x - mu) + mu computed by dense linear algebra."""
+    imgs = _images(n=12, size=8)
+    prior = GaussianPrior.fit(imgs)
+    n = 8 * 8
+    eye = torch.eye(n, dtype=torch.complex128)
+    from fastmri_diffmask.physics import fft2c
+
+    f = torch.stack([fft2c(eye[i].view(8, 8).to(torch.complex64)).flatten() for i in range(n)], 1).to(torch.complex128)
+    cov = f.conj().T @ torch.diag(prior.variance.flatten().to(torch.complex128)) @ f  # per real part
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 2, 8, 8, generator=g)
+    for sigma in (0.05, 0.7):
+        z = torch.complex(x[0, 0].double(), x[0, 1].double()).flatten()
+        mu = prior.mean.flatten().to(torch.complex128)
+        ref = mu + cov @ torch.linalg.solve(cov + sigma ** 2 * torch.eye(n, dtype=torch.complex128), z - mu)
+        out = prior(x, torch.tensor([sigma]))
+        got = torch.complex(out[0, 0], out[0, 1]).flatten().to(torch.complex128)
+        assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
+
+
+def test_training_lowers_loss_and_resume_is_exact(tmp_path):
+    imgs = _images(n=8, size=16)
+    cfg = TrainConfig(steps=30, batch=4, lr=2e-3, warmup=2, preset="tiny", checkpoint_every=10, log_every=5)
+    full = train_prior(imgs, tmp_path / "full.safetensors", cfg, progress=False)
+    log = full["final_loss"]
+    csv_rows = (tmp_path / "full.csv").read_text().splitlines()
+    first = float(csv_rows[1].split(",")[1])
+    assert log < first, (first, log)
+    # interrupted run: 20 steps, then resume to 30
+    part_cfg = TrainConfig(**{**cfg.__dict__, "steps": 20})
+    train_prior(imgs, tmp_path / "part.safetensors", part_cfg, progress=False)
+    resumed = train_prior(imgs, tmp_path / "part.safetensors", cfg, resume=True, progress=False)
+    a, b = full["_ema"].state_dict(), resumed["_ema"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_save_load_round_trip_and_errors(tmp_path):
+    model = EDMPrecond(UNet(**TINY)).eval()
+    cfg = {"kind": "edm-unet", "unet": model.backbone.config, "sigma_data": 0.5}
+    path = save_prior(tmp_path / "p.safetensors", model, cfg)
+    loaded = load_prior(path, device="cpu")
+    x, s = torch.randn(2, 2, 16, 16), torch.tensor([0.3, 1.0])
+    assert torch.equal(loaded(x, s), model(x, s))
+    assert len(loaded.sha256) == 64
+    # wrong architecture: config says wider channels than the weights
+    bad = dict(cfg, unet=dict(cfg["unet"], channels=[8, 32]))
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "bad.safetensors"),
+              metadata={"fastmri_diffmask_prior": json.dumps(bad)})
+    with pytest.raises(UserError, match="do not fit"):
+        load_prior(tmp_path / "bad.safetensors")
+    with pytest.raises(UserError, match="unknown prior"):
+        load_prior("no-such-prior")
+
+
+def test_pickle_refused(tmp_path):
+    torch.save(UNet(**TINY), tmp_path / "model.pt")  # a pickled module, not plain weights
+    with pytest.raises(UserError, match="refusing to unpickle"):
+        load_prior(tmp_path / "model.pt")
+    model = EDMPrecond(UNet(**TINY))
+    torch.save({"config": {"kind": "edm-unet", "unet": model.backbone.config}, "state_dict": model.state_dict()},
+               tmp_path / "ok.pt")
+    assert isinstance(load_prior(tmp_path / "ok.pt", device="cpu"), EDMPrecond)
+
+
+def test_gaussian_prior_save_load(tmp_path):
+    prior = GaussianPrior.fit(_images(n=5, size=8))
+    path = save_prior(tmp_path / "g.safetensors", prior, prior.config)
+    loaded = load_prior(path, device="cpu")
+    x = torch.randn(1, 2, 8, 8)
+    assert torch.allclose(loaded(x, torch.tensor([0.4])), prior(x, torch.tensor([0.4])))
+
+
+def test_export_checkpoint_loads(tmp_path):
+    imgs = _images(n=4, size=16)
+    train_prior(imgs, tmp_path / "t.safetensors", TrainConfig(steps=2, batch=2, preset="tiny", checkpoint_every=1), progress=False)
+    out = export_checkpoint(tmp_path / "t.ckpt.safetensors", tmp_path / "exported.safetensors")
+    assert load_prior(out, device="cpu").config["steps"] == 2
