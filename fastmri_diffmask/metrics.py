@@ -88,10 +88,13 @@ def _scores(gt: np.ndarray, pr: np.ndarray) -> dict[str, float]:
     ssim_paper = np.mean(
         [structural_similarity(g, p, data_range=rng_paper) for g, p in zip(vol_gt, vol_pr)]
     )
+    with np.errstate(divide="ignore"):  # identical images: PSNR = inf, no warning
+        psnr = float(fm_eval.psnr(vol_gt, vol_pr))
+        psnr_paper = float(peak_signal_noise_ratio(vol_gt, vol_pr, data_range=rng_paper))
     return {
         "nmse": float(fm_eval.nmse(vol_gt, vol_pr)),
-        "psnr": float(fm_eval.psnr(vol_gt, vol_pr)),
+        "psnr": psnr,
         "ssim": float(np.squeeze(fm_eval.ssim(vol_gt, vol_pr))),
-        "psnr_paper": float(peak_signal_noise_ratio(vol_gt, vol_pr, data_range=rng_paper)),
+        "psnr_paper": psnr_paper,
         "ssim_paper": float(ssim_paper),
     }

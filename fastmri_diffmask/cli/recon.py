@@ -69,6 +69,8 @@ def run(args) -> int:
 
         s.prior = load_prior(args.prior, device=args.device)
     vols = [(f, read_volume(f)) for f in files]  # validate every file before writing anything
+    masks = {f.name: make_mask(args.mask_type, v["kspace"].shape[-2:], args.acceleration, args.num_low_frequencies,
+                               seed=volume_seed(f.name, args.seed), mask_file=args.learned_mask) for f, v in vols}
     out = Path(args.out)
     rows, done = [], 0
     total = sum(v["kspace"].shape[0] for _, v in vols)
@@ -79,9 +81,7 @@ def run(args) -> int:
         if args.num_slices and done >= args.num_slices:
             break
         k = vol["kspace"][: (args.num_slices - done) if args.num_slices else None]
-        h, w = k.shape[-2:]
-        m = make_mask(args.mask_type, (h, w), args.acceleration, args.num_low_frequencies,
-                      seed=volume_seed(path.name, args.seed), mask_file=args.learned_mask)
+        m = masks[path.name]
         maps = np.stack([sens_maps_for(k[i] * m.mask, None if vol["sens_maps"] is None else vol["sens_maps"][i],
                                        m.num_low_frequencies, args.sens_maps, args.device) for i in range(len(k))])
         recon = reconstruct_slices(k, m.mask, maps, m.acceleration, s)
