@@ -16,6 +16,7 @@ import torch
 
 from .errors import UserError
 from .physics import combine_coils, ifft2c
+from .simulate import ifft2c_np
 
 
 class SliceData(NamedTuple):
@@ -87,8 +88,9 @@ def load_slices(root: str | Path, split: str | None = None, num_slices: int | No
 
     Parameters
     ----------
-    sens_backend : "auto" | "file" | "bart" | "sigpy"
-        "auto" uses the file's ``sens_maps`` dataset when present, else sigpy ESPIRiT.
+    sens_backend : "auto" | "file" | "bart" | "sigpy" | "none"
+        "auto" uses the file's ``sens_maps`` dataset when present, else sigpy ESPIRiT; "none"
+        skips maps (``sens_maps`` is then all zeros: compute them per mask later).
     num_slices : int, optional
         Stop after this many slices (files in name order, slices in order).
     """
@@ -101,7 +103,9 @@ def load_slices(root: str | Path, split: str | None = None, num_slices: int | No
             if num_slices is not None and len(ks) >= num_slices:
                 break
             k = vol["kspace"][i]
-            if vol["sens_maps"] is not None and sens_backend in ("auto", "file"):
+            if sens_backend == "none":
+                s = np.zeros_like(k)
+            elif vol["sens_maps"] is not None and sens_backend in ("auto", "file"):
                 s = vol["sens_maps"][i]
             elif sens_backend == "file":
                 raise UserError(f"{path} has no 'sens_maps' dataset; use --sens-backend sigpy or bart")
@@ -111,7 +115,7 @@ def load_slices(root: str | Path, split: str | None = None, num_slices: int | No
                 s = espirit_maps(k, backend="sigpy" if sens_backend == "auto" else sens_backend, device=device)
             ks.append(k)
             maps.append(s.astype(np.complex64))
-            t = vol["target"][i] if vol["target"] is not None else np.sqrt((np.abs(np.fft.ifft2(k)) ** 2).sum(0))
+            t = vol["target"][i] if vol["target"] is not None else np.sqrt((np.abs(ifft2c_np(k)) ** 2).sum(0))
             targets.append(np.asarray(t, np.float32))
             fnames.append(path.name)
             nums.append(i)

@@ -84,6 +84,9 @@ def test_detect_num_low_frequencies(slice_data):
     k = apply_mask(slice_data["kspace"], slice_data["mask"])
     assert detect_num_low_frequencies(k) == slice_data["num_low"]
     assert detect_num_low_frequencies(slice_data["kspace"]) == N
+    # fastMRI passes 0 for "infer": same maps as None
+    np.testing.assert_array_equal(espirit_maps(k, 0, backend="sigpy", device="cpu", max_iter=10),
+                                  espirit_maps(k, None, backend="sigpy", device="cpu", max_iter=10))
 
 
 @needs_bart

@@ -49,6 +49,7 @@ def run(args) -> int:
     from ..masks.select import make_mask
     from ..metrics import score
     from ..recon.run import METHODS, SENS_CHOICES, ReconSettings, center_crop, reconstruct_slices, sens_maps_for, volume_seed
+    from ..simulate import ifft2c_np
     from ..utils import atomic_path
 
     if args.method not in METHODS:
@@ -85,7 +86,7 @@ def run(args) -> int:
         maps = np.stack([sens_maps_for(k[i] * m.mask, None if vol["sens_maps"] is None else vol["sens_maps"][i],
                                        m.num_low_frequencies, args.sens_maps, args.device) for i in range(len(k))])
         recon = reconstruct_slices(k, m.mask, maps, m.acceleration, s)
-        target = vol["target"] if vol["target"] is not None else np.sqrt((np.abs(np.fft.ifft2(k)) ** 2).sum(1))
+        target = vol["target"] if vol["target"] is not None else np.sqrt((np.abs(ifft2c_np(k)) ** 2).sum(1))
         recon = center_crop(recon, target.shape[-2:]).astype(np.float32)
         with atomic_path(out / "reconstructions" / path.name) as tmp:
             with h5py.File(tmp, "w") as f:

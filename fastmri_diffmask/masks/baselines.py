@@ -100,7 +100,9 @@ def _draw_exact(density: np.ndarray, fixed: np.ndarray, budget: int, seed: int) 
     return mask.reshape(fixed.shape)
 
 
-def vd_random_mask(num_cols: int, budget: int, num_low_frequencies: int, power: float = 2.0, seed: int = 0) -> np.ndarray:
+def vd_random_mask(
+    num_cols: int, budget: int, num_low_frequencies: int, power: float = 2.0, seed: int = 0
+) -> np.ndarray:
     """1D variable-density random line mask with exactly ``budget`` lines.
 
     Density ``(1 - |k|)^power`` outside the centre, with ``k = (j - W/2) / (W/2)`` for column ``j``.
@@ -109,7 +111,9 @@ def vd_random_mask(num_cols: int, budget: int, num_low_frequencies: int, power: 
     return _draw_exact((1 - np.clip(k, 0, 1)) ** power, centre_mask((num_cols,), num_low_frequencies), budget, seed)
 
 
-def vd_random_mask_2d(shape: Sequence[int], budget: int, num_low_frequencies: int, power: float = 2.0, seed: int = 0) -> np.ndarray:
+def vd_random_mask_2d(
+    shape: Sequence[int], budget: int, num_low_frequencies: int, power: float = 2.0, seed: int = 0
+) -> np.ndarray:
     """2D variable-density random point mask with exactly ``budget`` points (density ``(1 - r)^power``)."""
     h, w = shape
     ky = (np.arange(h) - h / 2) / (h / 2)
@@ -219,7 +223,9 @@ def _resolve_centre(width: int, acceleration: float, num_low_frequencies, center
     return c
 
 
-def _fastmri_mask(mask_type: str, width: int, height: int, acceleration: float, c: int, seed: int) -> tuple[np.ndarray, int]:
+def _fastmri_mask(
+    mask_type: str, width: int, height: int, acceleration: float, c: int, seed: int
+) -> tuple[np.ndarray, int]:
     from fastmri.data.subsample import create_mask_for_mask_type
 
     if mask_type in ("equispaced", "magic") and acceleration != int(acceleration):

@@ -90,7 +90,7 @@ def _calib_region(kspace: np.ndarray, num_low_frequencies, kernel_width) -> tupl
     h, w = kspace.shape[-2:]
     sampled = np.any(kspace != 0, axis=0)
     detected = detect_num_low_frequencies(kspace)
-    if num_low_frequencies is None:
+    if num_low_frequencies is None or num_low_frequencies == 0:  # fastMRI: 0 means "infer"
         c = min(detected, DEFAULT_CALIB_WIDTH)
     else:
         c = int(num_low_frequencies)
@@ -135,7 +135,8 @@ def espirit_maps(
         acquired; it needs a fully sampled centre.
     num_low_frequencies : int, optional
         Width ``c`` of the square calibration region ``c x c`` at the centre (fastMRI's name for
-        the fully sampled centre lines). Default: the detected fully sampled centre, at most 24.
+        the fully sampled centre lines). Default (None or 0, as in fastMRI): the detected fully
+        sampled centre, at most 24.
     backend : {"bart", "sigpy"}
         Which implementation to run.
     device : {"auto", "cpu", "cuda"}

@@ -1,0 +1,167 @@
+"""Run a comparison study cell by cell: resumable, shardable, one JSON file per finished cell.
+
+A cell is (acceleration, mask, seed, method) over all study slices. Each finished cell is written
+atomically to ``OUT/cells/<cell>.json`` with its per-slice scores, so a rerun skips it and
+independent processes (``--shard i/n``, or torchrun ranks) can split the cells; ``merge`` then
+reads every cell file (:mod:`fastmri_diffmask.compare.report`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import UserError
+from ..utils import atomic_path
+from .config import LEARNED, MaskSpec, MethodSpec, StudyConfig
+
+
+class Cell(NamedTuple):
+    acceleration: float
+    mask: MaskSpec
+    seed: int
+    method: MethodSpec
+
+    @property
+    def id(self) -> str:
+        return f"R{self.acceleration:g}_{self.mask.name}_s{self.seed}_{self.method.name}"
+
+
+def all_cells(cfg: StudyConfig) -> list[Cell]:
+    return [Cell(r, m, s, meth) for r in cfg.accelerations for m in cfg.masks for s in range(m.seeds) for meth in cfg.methods]
+
+
+def shard_cells(cells: list[Cell], shard: str | None) -> list[Cell]:
+    """Cells of shard ``"i/n"`` (round robin), all cells when ``shard`` is None."""
+    if not shard:
+        return cells
+    try:
+        i, n = (int(v) for v in shard.split("/"))
+        assert 0 <= i < n
+    except (ValueError, AssertionError):
+        raise UserError(f"--shard {shard!r} must be i/n with 0 <= i < n, e.g. 0/4") from None
+    return cells[i::n]
+
+
+def ensure_data(cfg: StudyConfig) -> None:
+    """Generate the embedded data with make-data when the config asks for it and it is missing."""
+    root = Path(cfg.data)
+    if cfg.make_data is not None and not (root / cfg.split).is_dir():
+        from ..cli.make_data import run as make_data_run
+
+        class A:  # the make-data flags with the config's overrides
+            out, size, coils, snr, seed, split, slices_per_file = str(root), 128, 8, 50.0, 0, "train,val,test", 12
+
+        for k, v in cfg.make_data.items():
+            setattr(A, k, v)
+        make_data_run(A)
+
+
+def learned_mask_path(cfg: StudyConfig, spec: MaskSpec, acceleration: float, out: Path, device="auto") -> Path:
+    """The learned mask file for ``spec`` at ``acceleration``, learning it first if needed."""
+    if spec.file:
+        path = Path(spec.file.replace("{R}", f"{acceleration:g}"))
+        if not path.is_file():
+            raise UserError(f"mask file {path} for mask {spec.name!r} does not exist")
+        return path
+    path = out / "masks" / f"{spec.name}_R{acceleration:g}.safetensors"
+    if path.is_file():
+        return path
+    from ..cli.main import main as cli_main
+
+    argv = ["learn-mask", "--data", cfg.data, "--prior", cfg.prior, "--kind", cfg.kind,
+            "--acceleration", f"{acceleration:g}", "--out", str(path), "--seed", str(cfg.seed), "--device", str(device)]
+    if cfg.nlf(acceleration) is not None:
+        argv += ["--num-low-frequencies", str(cfg.nlf(acceleration))]
+    for k, v in (spec.learn or {}).items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            argv.append(flag)
+        elif v not in (False, None):
+            argv += [flag, str(v)]
+    if cli_main(argv) != 0:
+        raise UserError(f"learning mask {spec.name!r} at R={acceleration:g} failed (see above)")
+    return path
+
+
+def make_cell_mask(cfg: StudyConfig, cell: Cell, shape: tuple[int, int], out: Path, device="auto"):
+    from ..masks.select import make_mask
+
+    spec, r = cell.mask, cell.acceleration
+    if spec.type == LEARNED:
+        return make_mask(LEARNED, shape, r, mask_file=learned_mask_path(cfg, spec, r, out, device))
+    if cfg.kind == "point" and spec.type not in ("poisson_sigpy", "poisson_bart", "vd_random_2d"):
+        pass  # line baselines are still valid comparators for point masks
+    return make_mask(spec.type, shape, r, cfg.nlf(r), seed=cfg.seed * 1000 + cell.seed)
+
+
+def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="auto", progress: bool = True,
+              figure_slices: int = 2) -> list[Path]:
+    """Run (or resume) the cells of ``shard``; returns the cell files now present."""
+    from tqdm import tqdm
+
+    from ..dataset import load_slices
+    from ..recon.run import ReconSettings, reconstruct_slices, sens_maps_for
+
+    ensure_data(cfg)
+    cells = shard_cells(all_cells(cfg), shard)
+    cell_dir = out / "cells"
+    todo = [c for c in cells if not (cell_dir / f"{c.id}.json").is_file()]
+    data = load_slices(cfg.data, cfg.split, num_slices=cfg.num_slices,
+                       sens_backend="file" if cfg.sens_maps == "file" else "none")
+    kspace = data.kspace.numpy()
+    target = data.target.numpy()
+    shape = kspace.shape[-2:]
+    prior = None
+    if any(c.method.name == "dps" for c in todo):
+        from ..prior.weights import load_prior
+
+        prior = load_prior(cfg.prior, device=device)
+    maps_cache: dict = {}
+    bar = tqdm(total=len(todo), desc="compare", unit="cell", disable=not progress)
+    if len(todo) < len(cells):
+        bar.write(f"skipping {len(cells) - len(todo)} finished cells")
+    for cell in todo:
+        bar.set_postfix_str(cell.id)
+        m = make_cell_mask(cfg, cell, shape, out, device)
+        key = (cell.acceleration, cell.mask.name, cell.seed)
+        if key not in maps_cache:
+            maps_cache.clear()  # one mask's maps at a time keeps memory flat
+            maps_cache[key] = np.stack([
+                sens_maps_for(kspace[i] * m.mask, data.sens_maps[i].numpy() if cfg.sens_maps == "file" else None,
+                              m.num_low_frequencies, cfg.sens_maps, device) for i in range(len(kspace))])
+        opts = dict(cell.method.options)
+        s = ReconSettings(method=cell.method.name, device=device, sens=cfg.sens_maps, seed=cfg.seed, prior=prior,
+                          **{k: v for k, v in opts.items() if k in ("lamda", "max_iter", "steps", "zeta", "churn", "batch")})
+        t0 = time.time()
+        recon = reconstruct_slices(kspace, m.mask, maps_cache[key], m.acceleration, s)
+        seconds = (time.time() - t0) / len(recon)
+        write_cell(cell_dir, cell, m, recon, target, data, seconds, figure_slices)
+        bar.update(1)
+    bar.close()
+    return sorted(cell_dir.glob("*.json")) if cell_dir.is_dir() else []
+
+
+def write_cell(cell_dir: Path, cell: Cell, m, recon: np.ndarray, target: np.ndarray, data, seconds: float,
+               figure_slices: int) -> Path:
+    from ..metrics import score
+    from ..recon.run import center_crop
+
+    recon = center_crop(recon, target.shape[-2:])
+    rows = []
+    for i in range(len(recon)):
+        rows.append({"acceleration": cell.acceleration, "mask": cell.mask.name, "mask_type": cell.mask.type,
+                     "seed": cell.seed, "method": cell.method.name, "fname": data.fnames[i], "slice": data.slice_nums[i],
+                     "achieved_acceleration": round(m.acceleration, 4), "num_low_frequencies": m.num_low_frequencies,
+                     "seconds": round(seconds, 3), **{k: round(float(v), 6) for k, v in score(target[i], recon[i]).items()}})
+    with atomic_path(cell_dir / f"{cell.id}.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, recon=recon[:figure_slices].astype(np.float16), mask=m.mask.astype(np.uint8))
+    path = cell_dir / f"{cell.id}.json"
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"cell": cell.id, "rows": rows}))
+    return path
