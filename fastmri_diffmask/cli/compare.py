@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import UserError
 from .main import add_device_argument
 
 
@@ -42,6 +43,8 @@ def run_config(cfg, out: Path, shard=None, merge_only=False, no_merge=False, dev
     if no_merge or (shard and not merge_only):
         print(f"cells written to {out / 'cells'}; merge with: fastmri-diffmask compare --config ... --out {out} --merge-only")
         return 0
+    if not any((out / "cells").glob("*.json")):
+        raise UserError(f"no finished cells in {out / 'cells'} to merge; run the study (or its shards) first")
     targets = load_slices(cfg.data, cfg.split, num_slices=2, sens_backend="none").target.numpy()
     rep = write_report(out, cfg.reference, targets)
     if rep:

@@ -75,7 +75,98 @@ def load_config(path: str | Path) -> StudyConfig:
     return parse_config(raw, base=path.parent, where=str(path))
 
 
+#: Options each reconstructor takes in a method entry (see :class:`~fastmri_diffmask.recon.run.ReconSettings`).
+METHOD_OPTIONS = {"zero-filled": (), "bart-l1": ("lamda", "max_iter"), "sigpy-l1": ("lamda", "max_iter"),
+                  "dps": ("steps", "zeta", "churn", "batch")}
+#: learn-mask flags a mask's ``learn`` mapping may not set: the study sets them per cell.
+STUDY_LEARN_FLAGS = ("data", "prior", "kind", "acceleration", "out", "device")
+
+
+def _learn_mask_options() -> set[str]:
+    """The option names (``dest``) of ``fastmri-diffmask learn-mask``, from its own parser."""
+    import argparse
+
+    from ..cli import learn_mask
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    learn_mask.register(sub)
+    return {a.dest for a in sub.choices["learn-mask"]._actions if a.option_strings} - {"help"}
+
+
+def _mask_spec(m, where: str) -> MaskSpec:
+    if not isinstance(m, dict):
+        raise UserError(f"{where}: each mask must be a mapping like {{name: equi, type: equispaced_fraction}}, got {m!r}")
+    known = {f.name for f in dataclasses.fields(MaskSpec)}
+    unknown = sorted(set(m) - known)
+    if unknown or "name" not in m or "type" not in m:
+        raise UserError(f"{where}: mask {m.get('name', m)!r} needs name and type and takes only "
+                        f"{', '.join(sorted(known))}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    spec = MaskSpec(**m)
+    spec.name = str(spec.name)
+    if not spec.name or any(c in spec.name for c in "/\\*?[]"):
+        raise UserError(f"{where}: mask name {spec.name!r} must be non-empty, without / \\ * ? [ ]")
+    if isinstance(spec.seeds, bool) or not isinstance(spec.seeds, int) or spec.seeds < 1:
+        raise UserError(f"{where}: mask {spec.name!r}: seeds must be an integer >= 1, got {spec.seeds!r}")
+    if spec.learn is not None:
+        if not isinstance(spec.learn, dict):
+            raise UserError(f"{where}: mask {spec.name!r}: learn must be a mapping of learn-mask flags, e.g. {{steps: 250}}")
+        flags = {str(k).replace("-", "_") for k in spec.learn}
+        fixed = sorted(flags & set(STUDY_LEARN_FLAGS))
+        bad = sorted(flags - _learn_mask_options()) if not fixed else []
+        if fixed or bad:
+            raise UserError(f"{where}: mask {spec.name!r}: learn cannot set {', '.join(fixed or bad)} "
+                            + ("(the study sets it)" if fixed else "(not a learn-mask flag; see fastmri-diffmask learn-mask --help)"))
+    return spec
+
+
+def _method_spec(m, where: str) -> MethodSpec:
+    if isinstance(m, str):
+        m = {"name": m}
+    if not isinstance(m, dict) or "name" not in m:
+        raise UserError(f"{where}: each method must be a name or a mapping with 'name', got {m!r}")
+    name = m["name"]
+    if name not in METHODS:
+        raise UserError(f"{where}: unknown method {name!r}; use {', '.join(METHODS)}")
+    options = {k: v for k, v in m.items() if k != "name"}
+    bad = sorted(set(options) - set(METHOD_OPTIONS[name]))
+    if bad:
+        allowed = ", ".join(METHOD_OPTIONS[name]) or "no options"
+        raise UserError(f"{where}: method {name!r} has unknown option(s) {', '.join(bad)}; it takes {allowed}")
+    return MethodSpec(name=name, options=options)
+
+
+def _accelerations(value, where: str) -> list[float]:
+    values = value if isinstance(value, list) else [value]
+    try:
+        out = [float(r) for r in values if not isinstance(r, bool)]
+    except (TypeError, ValueError):
+        out = []
+    if not out or len(out) != len(values):
+        raise UserError(f"{where}: accelerations must be a list of numbers > 1, e.g. [4, 8], got {value!r}")
+    if any(not r > 1 for r in out) or len(set(out)) != len(out):
+        raise UserError(f"{where}: accelerations must be distinct and > 1, got {value!r}")
+    return out
+
+
+def _num_low_frequencies(value, where: str):
+    def ok(n) -> bool:
+        return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+
+    if value is None or ok(value):
+        return value
+    if isinstance(value, dict):
+        try:
+            out = {float(r): n for r, n in value.items()}
+        except (TypeError, ValueError):
+            out = None
+        if out is not None and all(ok(n) for n in out.values()):
+            return out
+    raise UserError(f"{where}: num_low_frequencies must be an integer or a mapping R -> integer, e.g. {{4: 16, 8: 10}}, "
+                    f"got {value!r}")
+
+
 def parse_config(raw: dict, base: Path = Path("."), where: str = "config") -> StudyConfig:
+    """Validate a config mapping (as read from YAML); relative mask files resolve against ``base``."""
     raw = dict(raw)
     known = {f.name for f in dataclasses.fields(StudyConfig)}
     unknown = sorted(set(raw) - known)
@@ -83,28 +174,29 @@ def parse_config(raw: dict, base: Path = Path("."), where: str = "config") -> St
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     if "data" not in raw:
         raise UserError(f"{where}: 'data' (a folder of fastMRI h5 files) is required")
-    try:
-        masks = [MaskSpec(**m) for m in raw.pop("masks", [])]
-        methods = [MethodSpec(name=m) if isinstance(m, str) else MethodSpec(name=m["name"], options={k: v for k, v in m.items() if k != "name"})
-                   for m in raw.pop("methods", [])]
-    except TypeError as e:
-        raise UserError(f"{where}: bad mask or method entry ({e})") from None
-    cfg = StudyConfig(**raw, masks=masks, methods=methods)
-    cfg.accelerations = [float(r) for r in cfg.accelerations]
-    if not cfg.masks or not cfg.methods:
+    masks, methods = raw.pop("masks", None) or [], raw.pop("methods", None) or []
+    if not isinstance(masks, list) or not isinstance(methods, list) or not masks or not methods:
         raise UserError(f"{where}: list at least one mask and one method")
-    if any(r <= 1 for r in cfg.accelerations):
-        raise UserError(f"{where}: accelerations must be > 1, got {cfg.accelerations}")
+    cfg = StudyConfig(**raw, masks=[_mask_spec(m, where) for m in masks], methods=[_method_spec(m, where) for m in methods])
+    cfg.data = str(cfg.data)
+    if "accelerations" in raw:
+        cfg.accelerations = _accelerations(cfg.accelerations, where)
+    cfg.num_low_frequencies = _num_low_frequencies(cfg.num_low_frequencies, where)
+    if cfg.num_slices is not None and (isinstance(cfg.num_slices, bool) or not isinstance(cfg.num_slices, int)
+                                       or cfg.num_slices < 1):
+        raise UserError(f"{where}: num_slices must be an integer >= 1 (or left out for all), got {cfg.num_slices!r}")
+    if cfg.make_data is not None and not isinstance(cfg.make_data, dict):
+        raise UserError(f"{where}: make_data must be a mapping of make-data flags, e.g. {{size: 128}}")
     if cfg.kind not in ("line", "point"):
         raise UserError(f"{where}: kind must be line or point, got {cfg.kind!r}")
     if cfg.sens_maps not in SENS_CHOICES:
         raise UserError(f"{where}: sens_maps must be one of {', '.join(SENS_CHOICES)}")
-    for m in cfg.methods:
-        if m.name not in METHODS:
-            raise UserError(f"{where}: unknown method {m.name!r}; use {', '.join(METHODS)}")
     names = [m.name for m in cfg.masks]
     if len(set(names)) != len(names):
         raise UserError(f"{where}: mask names must be unique, got {names}")
+    methods = [m.name for m in cfg.methods]
+    if len(set(methods)) != len(methods):
+        raise UserError(f"{where}: list each method once (its options apply to every cell), got {methods}")
     from ..masks.baselines import MASK_TYPES
 
     for m in cfg.masks:
@@ -112,8 +204,13 @@ def parse_config(raw: dict, base: Path = Path("."), where: str = "config") -> St
             raise UserError(f"{where}: mask {m.name!r} has unknown type {m.type!r}; use {LEARNED} or {', '.join(MASK_TYPES)}")
         if m.type == LEARNED and not (m.file or m.learn is not None):
             raise UserError(f"{where}: learned mask {m.name!r} needs 'file' or 'learn'")
+        if m.type != LEARNED and (m.file or m.learn is not None):
+            raise UserError(f"{where}: mask {m.name!r} of type {m.type!r} takes no 'file' or 'learn' (learned masks only)")
         if m.file and not Path(m.file).is_absolute():
-            m.file = str((base / m.file).resolve()) if (base / m.file.replace("{R}", "4")).exists() else m.file
+            # relative to the config's folder when the file is there, else to the working directory
+            here = [base / m.file.replace("{R}", f"{r:g}") for r in cfg.accelerations]
+            if any(p.exists() for p in here):
+                m.file = str((base / m.file).resolve())
     if cfg.reference is None:
         learned = [m.name for m in cfg.masks if m.type == LEARNED]
         cfg.reference = learned[0] if learned else cfg.masks[0].name

@@ -76,7 +76,7 @@ def learned_mask_path(cfg: StudyConfig, spec: MaskSpec, acceleration: float, out
     argv = ["learn-mask", "--data", cfg.data, "--prior", cfg.prior, "--kind", cfg.kind,
             "--acceleration", f"{acceleration:g}", "--out", str(path), "--seed", str(cfg.seed), "--device", str(device)]
     if cfg.nlf(acceleration) is not None:
-        argv += ["--num-low-frequencies", str(cfg.nlf(acceleration))]
+        argv += ["--num-low-frequencies", str(cfg.nlf(acceleration))]  # else learn-mask's default = study_nlf
     for k, v in (spec.learn or {}).items():
         flag = "--" + k.replace("_", "-")
         if v is True:
@@ -89,33 +89,67 @@ def learned_mask_path(cfg: StudyConfig, spec: MaskSpec, acceleration: float, out
 
 
 def make_cell_mask(cfg: StudyConfig, cell: Cell, shape: tuple[int, int], out: Path, device="auto"):
+    """The mask of a cell (shared by its methods): learned (from its file, learned first if
+    needed) or a baseline drawn with seed ``cfg.seed * 1000 + cell.seed``."""
     from ..masks.select import make_mask
 
     spec, r = cell.mask, cell.acceleration
     if spec.type == LEARNED:
         return make_mask(LEARNED, shape, r, mask_file=learned_mask_path(cfg, spec, r, out, device))
-    if cfg.kind == "point" and spec.type not in ("poisson_sigpy", "poisson_bart", "vd_random_2d"):
-        pass  # line baselines are still valid comparators for point masks
-    return make_mask(spec.type, shape, r, cfg.nlf(r), seed=cfg.seed * 1000 + cell.seed)
+    # line baselines stay valid comparators in point studies (they are 2D masks too)
+    return make_mask(spec.type, shape, r, study_nlf(cfg, r, shape), seed=cfg.seed * 1000 + cell.seed)
+
+
+def study_nlf(cfg: StudyConfig, acceleration: float, shape: tuple[int, int]) -> int:
+    """The centre width every mask of the study uses at ``acceleration``: the config's, else the
+    learning default (10 of 128 lines at R = 8, 20 at R = 4), so all masks share one centre."""
+    from ..learn.loop import default_num_low_frequencies
+
+    n = cfg.nlf(acceleration)
+    return int(n) if n is not None else default_num_low_frequencies(shape[-1], acceleration)
+
+
+def check_mask_files(cfg: StudyConfig, cells: list[Cell]) -> None:
+    """Refuse up front, before any work, when a learned mask's file is missing at some R."""
+    for cell in cells:
+        if cell.mask.type == LEARNED and cell.mask.file:
+            path = Path(cell.mask.file.replace("{R}", f"{cell.acceleration:g}"))
+            if not path.is_file():
+                raise UserError(f"mask file {path} for mask {cell.mask.name!r} at R={cell.acceleration:g} does not exist; "
+                                "learn it with `fastmri-diffmask learn-mask` or use learn: {} in the config")
 
 
 def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="auto", progress: bool = True,
               figure_slices: int = 2) -> list[Path]:
-    """Run (or resume) the cells of ``shard``; returns the cell files now present."""
+    """Run (or resume) the cells of ``shard``; returns the cell files now present.
+
+    Every mask the remaining cells need is made (or learned) before the first reconstruction,
+    so a bad mask setting fails in seconds rather than after hours of reconstructions.
+    """
     from tqdm import tqdm
 
     from ..dataset import load_slices
     from ..recon.run import ReconSettings, reconstruct_slices, sens_maps_for
 
-    ensure_data(cfg)
     cells = shard_cells(all_cells(cfg), shard)
     cell_dir = out / "cells"
     todo = [c for c in cells if not (cell_dir / f"{c.id}.json").is_file()]
+    if not todo:
+        if progress:
+            print(f"all {len(cells)} cells are finished; nothing to run")
+        return sorted(cell_dir.glob("*.json")) if cell_dir.is_dir() else []
+    check_mask_files(cfg, todo)
+    ensure_data(cfg)
     data = load_slices(cfg.data, cfg.split, num_slices=cfg.num_slices,
                        sens_backend="file" if cfg.sens_maps == "file" else "none")
     kspace = data.kspace.numpy()
     target = data.target.numpy()
     shape = kspace.shape[-2:]
+    masks = {}
+    for cell in todo:
+        key = (cell.acceleration, cell.mask.name, cell.seed)
+        if key not in masks:
+            masks[key] = make_cell_mask(cfg, cell, shape, out, device)
     prior = None
     if any(c.method.name == "dps" for c in todo):
         from ..prior.weights import load_prior
@@ -127,8 +161,8 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
         bar.write(f"skipping {len(cells) - len(todo)} finished cells")
     for cell in todo:
         bar.set_postfix_str(cell.id)
-        m = make_cell_mask(cfg, cell, shape, out, device)
         key = (cell.acceleration, cell.mask.name, cell.seed)
+        m = masks[key]
         if key not in maps_cache:
             maps_cache.clear()  # one mask's maps at a time keeps memory flat
             maps_cache[key] = np.stack([

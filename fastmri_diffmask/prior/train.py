@@ -7,7 +7,9 @@ resume: every random draw comes from one ``torch.Generator`` whose state is chec
 resumed run ends bit-identical to an uninterrupted one on the same machine.
 
 Under ``torchrun`` (``WORLD_SIZE > 1``) it runs torch.distributed DDP (gloo on CPU, nccl on GPU):
-each rank draws its own batches, gradients are averaged, rank 0 writes files.
+each rank draws its own batches, gradients are averaged, rank 0 writes files. Each rank uses the
+GPU of its ``LOCAL_RANK``. The checkpoint holds rank 0's generator, so a resumed DDP run reseeds
+the other ranks (it continues correctly but is not bit-identical to an uninterrupted one).
 """
 
 from __future__ import annotations
@@ -111,11 +113,17 @@ def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume:
     dev = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    own_group = False
     if world > 1:
         import torch.distributed as dist
 
+        if dev.type == "cuda" and dev.index is None:  # one GPU per local rank, as torchrun expects
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            own_group = True
     out = Path(out)
     levels = len(PRESETS[cfg.preset]["channels"])
     h, w = images.shape[-2:]
@@ -131,6 +139,8 @@ def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume:
     ckpt = _ckpt_path(out)
     if resume and ckpt.is_file():
         step, log = _load_checkpoint(ckpt, model, ema, opt, gen)
+        if rank:  # the checkpoint holds rank 0's generator: the other ranks need their own streams
+            gen.manual_seed((cfg.seed * 1000 + rank) * 1_000_003 + step)
     elif resume:
         print(f"no checkpoint at {ckpt}; starting from step 0")
     net = model
@@ -179,6 +189,9 @@ def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume:
             wr = csv.DictWriter(f, fieldnames=["step", "loss", "seconds"])
             wr.writeheader()
             wr.writerows(log)
+    if own_group:
+        dist.barrier()  # rank 0's files are written before any rank returns
+        dist.destroy_process_group()
     card["_ema"] = ema
     return card
 
