@@ -49,8 +49,6 @@ class StudyConfig:
     reference: str | None = None              # mask name the paired differences are taken against
     seed: int = 0
     out: str = "runs/compare"
-    train_split: str = "train"
-    val_split: str = "val"
 
     def nlf(self, acceleration: float) -> int | None:
         if isinstance(self.num_low_frequencies, dict):

@@ -45,7 +45,9 @@ EXPORTS = ("topk", "quantile", "sampled")
 class LearnConfig:
     """Loop settings. ``steps`` counts Adam iterations (``epochs``, if set, overrides it as
     ``epochs * ceil(n_train / batch)``); ``tau`` anneals geometrically to ``tau_end``; ``lr``
-    is constant or cosine-decayed; ``val_every`` in steps (default one epoch, 0 = never)."""
+    is constant or cosine-decayed; ``val_every`` in steps (default one epoch, 0 = never).
+    ``export="sampled"`` keeps the best of ``export_draws`` exact-budget draws (stratified or
+    independent) by the validation proxy or by DPS PSNR (``export_select``, ``dps_steps``)."""
 
     objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
     steps: int = 250
@@ -65,6 +67,7 @@ class LearnConfig:
     export: str = "topk"
     export_draws: int = 8
     export_stratified: bool = True
+    export_select: str = "proxy"
     checkpoint_every: int = 50
 
     def validate(self, n_train: int) -> "LearnConfig":
@@ -77,6 +80,8 @@ class LearnConfig:
             raise UserError("lr and the Gumbel temperatures must be > 0")
         if self.lr_schedule not in ("constant", "cosine"):
             raise UserError(f"unknown lr schedule {self.lr_schedule!r}; use constant or cosine")
+        if self.export_select not in ("proxy", "dps"):
+            raise UserError(f"unknown export selection {self.export_select!r}; use proxy or dps")
         if self.export not in EXPORTS or self.val_export not in ("topk", "quantile"):
             raise UserError(f"unknown export {self.export!r}; use one of {', '.join(EXPORTS)}")
         if n_train < 1:
@@ -330,7 +335,7 @@ def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig) 
     DPS when ``cfg.dps_every``); returns ``{"mask": [...], "scores": [...], "chosen": i}``."""
     g = torch.Generator().manual_seed(cfg.seed + 2)
     draws = [mask.draw_exact(g, stratified=cfg.export_stratified) for _ in range(cfg.export_draws)]
-    if cfg.dps_every:
+    if cfg.export_select == "dps" or cfg.dps_every:
         scores = [-validator.dps_psnr(d, mask.kind) for d in draws]
     else:
         scores = [validator.proxy(d, mask.kind) for d in draws]

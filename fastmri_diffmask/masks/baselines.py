@@ -298,6 +298,9 @@ def baseline_mask(
             "lower the acceleration or num_low_frequencies"
         )
     if mask_type in FASTMRI_MASK_TYPES:
+        if centre_count >= budget:  # fastMRI's *_fraction masks divide by (budget - centre)
+            raise UserError(f"fastMRI's {mask_type} mask needs more lines than its centre: R={acceleration:g} leaves "
+                            f"{budget} for a centre of {centre_count}; lower the acceleration or num_low_frequencies")
         mask, c = _fastmri_mask(mask_type, w, h, acceleration, c, seed)
     elif mask_type == "vd_random":
         mask = vd_random_mask(w, budget, c, power=power, seed=seed)
