@@ -93,6 +93,13 @@ def dps_scores(prior, val, mask: np.ndarray, steps: int, seed: int = 0) -> dict:
 
 
 def record(row: dict) -> None:
+    """Append a result row (a baseline already recorded for this prior and protocol is skipped)."""
+    if row["kind"] == "baseline" and RESULTS.is_file():
+        same = ("R", "nlf", "mask", "dps_steps", "prior")
+        for line in RESULTS.read_text().splitlines():
+            old = json.loads(line)
+            if all(old.get(k) == row.get(k) for k in same):
+                return
     with open(RESULTS, "a") as f:
         f.write(json.dumps(row) + "\n")
     print(f"{row['R']:>3} {row['mask']:<40} psnr {np.mean(row['psnr']):6.2f} ssim {np.mean(row['ssim']):.4f}", flush=True)
