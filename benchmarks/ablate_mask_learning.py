@@ -128,7 +128,7 @@ def run_baselines(args, prior, val) -> None:
             record({**base, "mask": f"fastMRI {name} (R={b.acceleration:.2f}) seed{seed}", "group": f"fastMRI {name}",
                     "achieved_R": b.acceleration, **dps_scores(prior, val, b.mask, args.dps_steps)})
     for power in args.powers:
-        for seed in range(args.draws):
+        for seed in range(args.vd_draws):
             m = baseline_mask("vd_random", (w,), r, num_low_frequencies=c, seed=seed, power=power).mask
             assert m.sum() == budget
             record({**base, "mask": f"vd_random p{power:g} seed{seed}", "group": f"vd_random p{power:g}",
@@ -205,7 +205,8 @@ def main() -> int:
     ap.add_argument("--acceleration", type=float, default=8)
     ap.add_argument("--nlf", type=int, default=None)
     ap.add_argument("--dps-steps", type=int, default=50)
-    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--draws", type=int, default=2, help="draws of the uniform and fastMRI random masks")
+    ap.add_argument("--vd-draws", type=int, default=3)
     ap.add_argument("--powers", type=float, nargs="+", default=[2.0])
     ap.add_argument("--config", default="v1", choices=sorted(CONFIGS))
     ap.add_argument("--set", action="append", default=[], help="override, e.g. objective.p_mean=-2.5 or steps=400")
