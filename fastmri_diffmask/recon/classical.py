@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.bart import image_from_bart, kspace_to_bart, mask_to_bart, run_bart
+from ..simulate import fft2c_np as fft2c, ifft2c_np as ifft2c  # noqa: F401  (re-exported)
 from .espirit import espirit_maps, sigpy_device
 
 __all__ = [
@@ -43,18 +44,6 @@ __all__ = [
 
 #: Names accepted by :func:`reconstruct`.
 METHODS = ("zero-filled", "bart-l1", "sigpy-l1")
-
-
-def fft2c(x: np.ndarray) -> np.ndarray:
-    """Centred orthonormal 2D FFT over the last two axes (``fastmri.fft2c`` on numpy arrays)."""
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=axes), norm="ortho"), axes=axes)
-
-
-def ifft2c(k: np.ndarray) -> np.ndarray:
-    """Centred orthonormal 2D inverse FFT over the last two axes (``fastmri.ifft2c``)."""
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=axes), norm="ortho"), axes=axes)
 
 
 def _check_kspace(kspace) -> np.ndarray:
