@@ -175,7 +175,8 @@ def run_learn(args, prior, train, val) -> None:
 def table(args) -> None:
     rows = [json.loads(l) for l in RESULTS.read_text().splitlines() if l.strip()]
     for r_val in sorted({r["R"] for r in rows}, reverse=True):
-        sub = [r for r in rows if r["R"] == r_val and r.get("dps_steps") == args.dps_steps]
+        sub = [r for r in rows if r["R"] == r_val and r.get("dps_steps") == args.dps_steps
+               and (args.only_prior is None or r.get("prior") == args.only_prior)]
         if not sub:
             continue
         groups: dict = {}
@@ -183,7 +184,8 @@ def table(args) -> None:
             groups.setdefault(r.get("group", r["mask"]) if r["kind"] == "baseline" else r["mask"], []).append(r)
         ref = groups.get(args.ref.format(p=args.ref_power))
         ref_psnr = np.mean([r["psnr"] for r in ref], 0) if ref else None
-        print(f"\n### R = {r_val:g} (DPS {args.dps_steps} steps, {len(sub[0]['psnr'])} val slices)\n")
+        print(f"\n### R = {r_val:g} (prior {sub[0]['prior']}, DPS {args.dps_steps} steps, "
+              f"{len(sub[0]['psnr'])} val slices)\n")
         print("| mask | draws | PSNR | SSIM | dPSNR vs ref (paired, +-se) | learn s |")
         print("|---|---|---|---|---|---|")
         for name, rs in groups.items():
@@ -217,6 +219,7 @@ def main() -> int:
     ap.add_argument("--ref", default="vd_random p{p:g}")
     ap.add_argument("--ref-power", type=float, default=2.0)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--only-prior", default=None, help="table: only rows of this prior (sha256 prefix, 12 chars)")
     args = ap.parse_args()
     if args.stage == "table":
         table(args)

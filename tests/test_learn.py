@@ -236,3 +236,16 @@ def test_cli_bad_inputs_exit_2_without_output(oracle, tmp_path, capsys):
     from fastmri_diffmask.masks.file import save_mask_file
 
     _assert_refused(capsys, _cli(root, path, out, "--init-from", str(save_mask_file(tmp_path / "w16.safetensors", other))), out)
+
+
+def test_cli_nested_writes_an_ordering(oracle, tmp_path):
+    root, path, _ = oracle
+    out = tmp_path / "nested.safetensors"
+    rc = main(["learn-mask", "--data", str(root), "--prior", str(path), "--acceleration", "4", "--out", str(out),
+               "--nested", "--steps", "4", "--objective", "tweedie-x0", "--device", "cpu", "--quiet"])
+    assert rc == 0
+    mf = load_mask_file(out)
+    assert mf.metadata["nested_accelerations"] == [16.0, 8.0, 4.0] and mf.num_low_frequencies == 2
+    m16, m8, m4 = (mf.mask_at(r) for r in (16, 8, 4))
+    assert (m16.sum(), m8.sum(), m4.sum()) == (2, 4, 8)
+    assert np.all(m16 <= m8) and np.all(m8 <= m4) and np.array_equal(m4, mf.mask)

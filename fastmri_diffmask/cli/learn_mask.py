@@ -164,8 +164,8 @@ def run(args) -> int:
     if init_logits is not None and tuple(init_logits.shape) != shape:
         raise UserError(f"--init-from mask has shape {tuple(init_logits.shape)} but the data need {shape}; use a mask learned at this size")
     nlf = args.num_low_frequencies
-    if nlf is None:
-        nlf = default_num_low_frequencies(w, args.acceleration)
+    if nlf is None:  # nested masks need a centre that fits the coarsest level (4R)
+        nlf = default_num_low_frequencies(w, 4 * args.acceleration if args.nested else args.acceleration)
     obj = ObjectiveConfig(objective=args.objective, loss=args.loss, eta=args.eta, p_mean=args.sigma_mean,
                           p_std=args.sigma_std, meas_noise=args.meas_noise, unroll_steps=args.unroll_steps,
                           unroll_sigma_end=args.unroll_sigma_end, init=args.init, relaxed=args.relaxed,

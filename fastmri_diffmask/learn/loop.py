@@ -96,10 +96,12 @@ class LearnConfig:
 
 
 def default_num_low_frequencies(width: int, acceleration: float) -> int:
-    """Default centre width: ``round(W / (1.6 R))`` lines (10 of 128 at R = 8, 20 at R = 4), at
+    """Default centre width: ``W / 8`` lines up to R = 4, then x0.625 per doubling of R
+    (16 of 128 at R = 4, 10 at R = 8, 6 at R = 16 - the widths the validation study used), at
     least 2 and at most the budget."""
+    c = width / 8 * 0.625 ** max(0.0, math.log2(acceleration / 4))
     budget = max(1, round(width / acceleration))
-    return int(min(budget, max(2, round(width / (1.6 * acceleration)))))
+    return int(min(budget, max(2, round(c))))
 
 
 def scaled_batch(data) -> tuple[torch.Tensor, torch.Tensor]:
