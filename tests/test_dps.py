@@ -65,3 +65,42 @@ def test_posterior_summary_and_fastmri_style_model():
     assert out.shape == x.shape and out.dtype == torch.float32 and torch.all(out >= 0)
     same = model(y, mask, sens_maps=maps)
     assert torch.allclose(out, same)
+
+
+def test_data_consistency_matches_closed_form_single_coil():
+    # With one coil of ones, A^H A = F^H M F is diagonal in k-space, so the proximal step has the
+    # closed form x = F^H [(M y + mu F x0) / (M + mu)]; CG must reach it.
+    from fastmri_diffmask.physics import fft2c, ifft2c
+    from fastmri_diffmask.sample.dps import data_consistency
+
+    g = torch.Generator().manual_seed(3)
+    shape = (2, 16, 12)
+    x_true = torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
+    x0 = torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
+    mask = (torch.rand(1, 1, 1, 12, generator=g) < 0.4).float()
+    op = MultiCoilOperator(torch.ones(1, 1, 16, 12, dtype=torch.complex64), mask)
+    y = op.forward(x_true)
+    mu = 0.3
+    out = data_consistency(op, y, x0, mu, iters=20)
+    m = mask[0, 0]
+    expected = ifft2c((m * y[:, 0] + mu * fft2c(x0)) / (m + mu))
+    assert float((out - expected).norm() / expected.norm()) < 1e-4
+    # small mu: the sampled frequencies equal the data, the others stay those of x0
+    out = data_consistency(op, y, x0, 1e-3, iters=20)
+    k_out, k_x0 = fft2c(out), fft2c(x0)
+    assert float((m * (k_out - y[:, 0])).norm() / (m * y[:, 0]).norm()) < 5e-3
+    assert float(((1 - m) * (k_out - k_x0)).norm() / ((1 - m) * k_x0).norm()) < 1e-3
+
+
+def test_dps_final_data_consistency_fits_the_data():
+    prior, x, maps = _problem(seed=2)
+    mask = torch.zeros(1, 1, 1, x.shape[-1])
+    mask[..., ::2] = 1
+    y = MultiCoilOperator(maps, mask).forward(x)
+    kw = dict(steps=20, generator=torch.Generator().manual_seed(0), progress=False)
+    plain = dps_reconstruct(prior, y, mask, maps, **kw)
+    kw["generator"] = torch.Generator().manual_seed(0)
+    dc = dps_reconstruct(prior, y, mask, maps, dc_weight=1e-3, dc_iters=30, **kw)
+    op = MultiCoilOperator(maps, mask)
+    res = lambda z: float((op.forward(z) - y).norm() / y.norm())  # noqa: E731
+    assert res(dc) < 0.01 and res(dc) < res(plain) / 5, (res(dc), res(plain))

@@ -35,6 +35,8 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=100, help="DPS steps (default 100)")
     p.add_argument("--zeta", type=float, help="DPS likelihood step (default tuned per acceleration)")
     p.add_argument("--churn", type=float, default=0.0)
+    p.add_argument("--dc-weight", type=float, default=None,
+                   help="DPS: end with a data-consistency step of this proximal weight mu (default off)")
     p.add_argument("--batch", type=int, default=4, help="DPS slices per batch")
     p.add_argument("--num-slices", type=int, help="stop after this many slices")
     p.add_argument("--seed", type=int, default=0)
@@ -58,13 +60,15 @@ def run(args) -> int:
         raise UserError(f"unknown --sens-maps {args.sens_maps!r}; use one of {', '.join(SENS_CHOICES)}")
     if args.steps < 1 or args.batch < 1:
         raise UserError("--steps and --batch must be >= 1")
+    if args.dc_weight is not None and not args.dc_weight > 0:
+        raise UserError(f"--dc-weight must be > 0, got {args.dc_weight}")
     if args.method in ("bart-l1",) or args.sens_maps == "espirit-bart":
         from ..io.bart import require_bart
 
         require_bart()
     files = list_h5(args.data, args.split)
     s = ReconSettings(method=args.method, lamda=args.lamda, max_iter=args.max_iter, steps=args.steps, zeta=args.zeta,
-                      churn=args.churn, batch=args.batch, sens=args.sens_maps, seed=args.seed, device=args.device)
+                      churn=args.churn, dc_weight=args.dc_weight, batch=args.batch, sens=args.sens_maps, seed=args.seed, device=args.device)
     if args.method == "dps":
         from ..prior.weights import load_prior
 

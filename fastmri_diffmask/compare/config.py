@@ -75,7 +75,7 @@ def load_config(path: str | Path) -> StudyConfig:
 
 #: Options each reconstructor takes in a method entry (see :class:`~fastmri_diffmask.recon.run.ReconSettings`).
 METHOD_OPTIONS = {"zero-filled": (), "bart-l1": ("lamda", "max_iter"), "sigpy-l1": ("lamda", "max_iter"),
-                  "dps": ("steps", "zeta", "churn", "batch")}
+                  "dps": ("steps", "zeta", "churn", "batch", "dc_weight")}
 #: learn-mask flags a mask's ``learn`` mapping may not set: the study sets them per cell.
 STUDY_LEARN_FLAGS = ("data", "prior", "kind", "acceleration", "out", "device")
 

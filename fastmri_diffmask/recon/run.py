@@ -28,6 +28,7 @@ class ReconSettings:
     steps: int = 100                    # DPS
     zeta: float | None = None
     churn: float = 0.0
+    dc_weight: float | None = None      # DPS: final data-consistency step (None = off)
     batch: int = 4
     sens: str = "espirit-bart"
     seed: int = 0
@@ -87,7 +88,8 @@ def reconstruct_slices(kspace: np.ndarray, mask2d: np.ndarray, maps: np.ndarray,
         for i in range(0, len(masked), s.batch):
             k = torch.from_numpy(masked[i:i + s.batch]).to(dev)
             sm = torch.from_numpy(np.ascontiguousarray(maps[i:i + s.batch])).to(dev)
-            x = dps_reconstruct(s.prior, k, m, sm, steps=s.steps, zeta=s.zeta, churn=s.churn, generator=g)
+            x = dps_reconstruct(s.prior, k, m, sm, steps=s.steps, zeta=s.zeta, churn=s.churn, generator=g,
+                                dc_weight=s.dc_weight)
             out.append(x.abs().cpu().numpy())
         return np.concatenate(out)
     raise UserError(f"unknown method {s.method!r}; use one of {', '.join(METHODS)}")
