@@ -8,7 +8,8 @@ Source: /usr/share/mricron/templates/ch2.nii.gz, the Colin27 single-subject T1 h
 
 Each axial slice is padded to a square field of view (217 mm), anti-alias resized to size^2,
 oriented anterior-up, stored as uint16 (0..65535 over the volume's range). Slices with almost no
-tissue are dropped.
+tissue are dropped. The slice preparation is `fastmri_diffmask.magnitude.load_magnitude_slices`,
+which `fastmri-diffmask make-data --from` applies to any other image or volume.
 """
 
 import argparse
@@ -23,26 +24,10 @@ def main():
     p.add_argument("--out", default=str(Path(__file__).parents[1] / "fastmri_diffmask/data/colin27_axial_128.npz"))
     p.add_argument("--size", type=int, default=128)
     a = p.parse_args()
-    import nibabel as nib
-    from skimage.transform import resize
+    from fastmri_diffmask.magnitude import load_magnitude_slices
 
-    vol = np.asarray(nib.load(a.src).dataobj, dtype=np.float32)  # (x, y, z) RAS, 1 mm
-    vol /= vol.max()
-    n = max(vol.shape[:2])
-    slices, index = [], []
-    for z in range(vol.shape[2]):
-        sl = vol[:, :, z]
-        if (sl > 0.1).mean() < 0.03:  # nearly empty
-            continue
-        sq = np.zeros((n, n), np.float32)
-        ox, oy = (n - sl.shape[0]) // 2, (n - sl.shape[1]) // 2
-        sq[ox:ox + sl.shape[0], oy:oy + sl.shape[1]] = sl
-        img = np.rot90(sq)  # rows: anterior at top; columns: left-right
-        img = resize(img, (a.size, a.size), anti_aliasing=True, order=3, mode="constant")
-        slices.append(np.clip(img, 0, None))
-        index.append(z)
-    arr = np.stack(slices)
-    arr = np.round(arr / arr.max() * 65535).astype(np.uint16)
+    slices, index = load_magnitude_slices(a.src, a.size, axis=2)  # axial slices of the RAS volume
+    arr = np.round(slices / slices.max() * 65535).astype(np.uint16)
     np.savez_compressed(a.out, slices=arr, z_index=np.asarray(index, np.int16),
                         source=np.asarray("Colin27 ch2.nii.gz (mricron-data, BSD-3)"))
     print(f"wrote {a.out}: {arr.shape[0]} axial slices of {a.size}x{a.size} (z {index[0]}..{index[-1]})")
