@@ -162,3 +162,33 @@ def test_axis_out_of_range_and_stale_files(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in (out / "test").glob("*.h5")} == before
     assert make(tmp_path / "vol.npy", out, "--repeats", 2) == 0  # the same set again overwrites in place
 
+
+def test_transfer_config_reads_the_masks_study_128_writes(tmp_path):
+    """recon_configs/transfer_dipy_t1.yaml points at the files compare writes for study_128's masks."""
+    import dataclasses
+    from pathlib import Path
+
+    from fastmri_diffmask.compare.config import LEARNED, load_config
+    from fastmri_diffmask.compare.engine import learned_mask_path
+
+    configs = Path(__file__).resolve().parents[1] / "recon_configs"
+    study, transfer = load_config(configs / "study_128.yaml"), load_config(configs / "transfer_dipy_t1.yaml")
+    assert transfer.data == "runs/transfer_dipy_t1" and transfer.split == "test" and transfer.kind == "line"
+    assert transfer.accelerations == study.accelerations == [4.0, 8.0]
+    assert transfer.num_low_frequencies == study.num_low_frequencies
+    learned = {m.name: m for m in transfer.masks if m.type == LEARNED}
+    assert set(learned) == {m.name for m in study.masks if m.type == LEARNED}
+    assert all(m.learn is None and m.file for m in learned.values())
+    for r in transfer.accelerations:
+        for name, spec in learned.items():
+            # where the study's own run leaves the mask (engine's naming; an existing file is not relearned)
+            written = tmp_path / "masks" / f"{name}_R{r:g}.safetensors"
+            written.parent.mkdir(exist_ok=True)
+            written.touch()
+            as_study = learned_mask_path(study, dataclasses.replace(spec, file=None), r, tmp_path)
+            assert as_study == written
+            assert spec.file.replace("{R}", f"{r:g}") == f"{study.out}/masks/{written.name}"
+    baselines = {m.type: m.seeds for m in transfer.masks if m.type != LEARNED}
+    assert baselines == {"equispaced_fraction": 1, "random": 3, "vd_random": 3}
+    methods = {m.name: m.options for m in transfer.methods}
+    assert set(methods) == {"dps", "bart-l1", "zero-filled"} and methods["dps"]["steps"] == 100
