@@ -249,3 +249,54 @@ def test_cli_nested_writes_an_ordering(oracle, tmp_path):
     m16, m8, m4 = (mf.mask_at(r) for r in (16, 8, 4))
     assert (m16.sum(), m8.sum(), m4.sum()) == (2, 4, 8)
     assert np.all(m16 <= m8) and np.all(m8 <= m4) and np.array_equal(m4, mf.mask)
+
+
+# -- library API (fastmri_diffmask.learn.api) ---------------------------------------------------------
+def test_cli_flags_are_the_library_options_with_the_same_defaults():
+    import argparse
+    import dataclasses
+
+    from fastmri_diffmask.cli import learn_mask as cli
+    from fastmri_diffmask.learn.api import OPTION_NAMES, LearnMaskOptions
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    actions = {a.dest: a for a in sub.choices["learn-mask"]._actions if a.option_strings and a.dest != "help"}
+    assert set(actions) == set(OPTION_NAMES) | {"data", "prior", "kind", "acceleration", "out", "device"}
+    assert {n: actions[n].default for n in OPTION_NAMES} == dataclasses.asdict(LearnMaskOptions())
+    d = LearnMaskOptions()  # the defaults --help states
+    assert (d.eta, d.sigma_mean, d.sigma_std, d.steps, d.batch, d.lr, d.export) == (0.5, -1.2, 1.2, 250, 2, 0.01, "topk")
+
+
+def test_options_from_flags_convert_like_the_command_line():
+    from fastmri_diffmask.errors import UserError
+    from fastmri_diffmask.learn.api import LearnMaskOptions
+
+    o = LearnMaskOptions.from_flags({"seed": 3, "num_low_frequencies": 4},
+                                    {"lr": "1e-3", "sigma-mean": -1, "steps": "7", "nested": True, "seed": None,
+                                     "relaxed": False, "val_every": 0, "init-from": "m.safetensors"})
+    assert (o.lr, o.sigma_mean, o.steps, o.nested, o.seed, o.relaxed, o.val_every, o.num_low_frequencies) == \
+        (1e-3, -1.0, 7, True, 3, False, 0, 4)
+    assert isinstance(o.sigma_mean, float) and o.init_from == "m.safetensors"
+    for bad, needle in (({"stepz": 3}, "stepz"), ({"steps": "many"}, "--steps"), ({"steps": 2.5}, "--steps"),
+                        ({"steps": True}, "--steps needs a value"), ({"nested": "yes"}, "--nested is a switch")):
+        with pytest.raises(UserError, match=needle):
+            LearnMaskOptions.from_flags(bad)
+
+
+def test_library_call_writes_the_cli_mask_file(oracle, tmp_path, capsys):
+    from fastmri_diffmask.learn.api import learn_mask_file, preview_path, summary
+
+    root, path, _ = oracle
+    assert _cli(root, path, tmp_path / "cli.safetensors", "--steps", "4", "--objective", "tweedie-x0",
+                "--export", "quantile", "--seed", "1") == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = learn_mask_file(root, tmp_path / "lib.safetensors", 4, prior=str(path), device="cpu", quiet=True,
+                          num_low_frequencies=4, steps=4, objective="tweedie-x0", export="quantile", seed=1)
+    assert out == tmp_path / "lib.safetensors" and preview_path(out).is_file()
+    a, b = load_mask_file(tmp_path / "cli.safetensors"), load_mask_file(out)
+    for key in ("mask", "probabilities", "logits"):
+        assert np.array_equal(getattr(a, key), getattr(b, key))
+    strip = lambda m: {k: v for k, v in m.items() if k not in ("created", "wall_seconds")}  # noqa: E731
+    assert strip(a.metadata) == strip(b.metadata)
+    assert printed == summary(tmp_path / "cli.safetensors")

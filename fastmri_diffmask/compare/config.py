@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
+from ..learn.api import OPTION_NAMES, LearnMaskOptions
 from ..recon.run import METHODS, SENS_CHOICES
 
 LEARNED = "learned_diffusion"
@@ -76,19 +77,9 @@ def load_config(path: str | Path) -> StudyConfig:
 #: Options each reconstructor takes in a method entry (see :class:`~fastmri_diffmask.recon.run.ReconSettings`).
 METHOD_OPTIONS = {"zero-filled": (), "bart-l1": ("lamda", "max_iter"), "sigpy-l1": ("lamda", "max_iter"),
                   "dps": ("steps", "zeta", "churn", "batch", "dc_weight")}
-#: learn-mask flags a mask's ``learn`` mapping may not set: the study sets them per cell.
+#: learn-mask flags a mask's ``learn`` mapping may not set: the study sets them per cell. It may set
+#: any :class:`~fastmri_diffmask.learn.api.LearnMaskOptions` field (``-`` or ``_``).
 STUDY_LEARN_FLAGS = ("data", "prior", "kind", "acceleration", "out", "device")
-
-
-def _learn_mask_options() -> set[str]:
-    """The option names (``dest``) of ``fastmri-diffmask learn-mask``, from its own parser."""
-    import argparse
-
-    from ..cli import learn_mask
-
-    sub = argparse.ArgumentParser().add_subparsers()
-    learn_mask.register(sub)
-    return {a.dest for a in sub.choices["learn-mask"]._actions if a.option_strings} - {"help"}
 
 
 def _mask_spec(m, where: str) -> MaskSpec:
@@ -110,10 +101,14 @@ def _mask_spec(m, where: str) -> MaskSpec:
             raise UserError(f"{where}: mask {spec.name!r}: learn must be a mapping of learn-mask flags, e.g. {{steps: 250}}")
         flags = {str(k).replace("-", "_") for k in spec.learn}
         fixed = sorted(flags & set(STUDY_LEARN_FLAGS))
-        bad = sorted(flags - _learn_mask_options()) if not fixed else []
+        bad = sorted(flags - set(OPTION_NAMES)) if not fixed else []
         if fixed or bad:
             raise UserError(f"{where}: mask {spec.name!r}: learn cannot set {', '.join(fixed or bad)} "
                             + ("(the study sets it)" if fixed else "(not a learn-mask flag; see fastmri-diffmask learn-mask --help)"))
+        try:  # values too, so a bad one fails now rather than after hours of work
+            LearnMaskOptions.from_flags(spec.learn)
+        except UserError as e:
+            raise UserError(f"{where}: mask {spec.name!r}: learn: {e}") from None
     return spec
 
 

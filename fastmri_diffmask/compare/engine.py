@@ -8,6 +8,7 @@ reads every cell file (:mod:`fastmri_diffmask.compare.report`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -71,21 +72,17 @@ def learned_mask_path(cfg: StudyConfig, spec: MaskSpec, acceleration: float, out
     path = out / "masks" / f"{spec.name}_R{acceleration:g}.safetensors"
     if path.is_file():
         return path
-    from ..cli.main import main as cli_main
+    from ..learn.api import LearnMaskOptions, learn_mask_file
 
-    argv = ["learn-mask", "--data", cfg.data, "--prior", cfg.prior, "--kind", cfg.kind,
-            "--acceleration", f"{acceleration:g}", "--out", str(path), "--seed", str(cfg.seed), "--device", str(device)]
+    study = {"seed": cfg.seed}
     if cfg.nlf(acceleration) is not None:
-        argv += ["--num-low-frequencies", str(cfg.nlf(acceleration))]  # else learn-mask's default = study_nlf
-    for k, v in (spec.learn or {}).items():
-        flag = "--" + k.replace("_", "-")
-        if v is True:
-            argv.append(flag)
-        elif v not in (False, None):
-            argv += [flag, str(v)]
-    if cli_main(argv) != 0:
-        raise UserError(f"learning mask {spec.name!r} at R={acceleration:g} failed (see above)")
-    return path
+        study["num_low_frequencies"] = cfg.nlf(acceleration)  # else learn-mask's default = study_nlf
+    try:
+        options = LearnMaskOptions.from_flags(study, spec.learn or {})  # the mask's learn flags win
+        return learn_mask_file(cfg.data, path, acceleration, cfg.prior, cfg.kind, device=device,
+                               **dataclasses.asdict(options))
+    except UserError as e:
+        raise UserError(f"learning mask {spec.name!r} at R={acceleration:g} failed: {e}") from None
 
 
 def make_cell_mask(cfg: StudyConfig, cell: Cell, shape: tuple[int, int], out: Path, device="auto"):

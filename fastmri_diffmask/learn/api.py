@@ -1,0 +1,334 @@
+"""Learn a line or point sampling mask and write it as a mask file: the library behind
+``fastmri-diffmask learn-mask`` and the ``learn`` entries of ``compare`` study configs.
+
+:func:`learn_mask_file` trains the logits of a :class:`~fastmri_diffmask.masks.bernoulli.BernoulliMask`
+on the ``train`` split through the Tweedie objective (:mod:`fastmri_diffmask.learn.tweedie`),
+validates on the ``val`` split, and writes a mask file (:mod:`fastmri_diffmask.masks.file`) with
+its provenance plus a PNG of the learned probabilities and mask next to it (:func:`preview_path`).
+Its options are the fields of :class:`LearnMaskOptions`, named like the ``learn-mask`` flags.
+Bad input raises a one-line :class:`~fastmri_diffmask.errors.UserError`, before any output.
+
+The CLI parser takes its flags' defaults from :class:`LearnMaskOptions` and the study-config
+checks its names (:data:`OPTION_NAMES`); this module never imports the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from .loop import LearnConfig, default_num_low_frequencies, export_mask, learn_mask, learn_nested
+from .tweedie import ObjectiveConfig
+
+KINDS = ("line", "point")
+_OBJECTIVE, _LOOP = ObjectiveConfig(), LearnConfig()  # the options' defaults are the loop's
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnMaskOptions:
+    """Settings of one mask-learning run, besides data, prior, kind, acceleration, output and device.
+
+    Each field is the ``learn-mask`` flag of the same name (``--sigma-mean`` is ``sigma_mean``);
+    the defaults are the flags' defaults, and those of
+    :class:`~fastmri_diffmask.learn.tweedie.ObjectiveConfig` and :class:`~fastmri_diffmask.learn.loop.LearnConfig`.
+
+    Attributes
+    ----------
+    num_low_frequencies : int or None
+        Fully sampled centre width; ``None`` picks
+        :func:`~fastmri_diffmask.learn.loop.default_num_low_frequencies` (for ``4 R`` with ``nested``).
+    corner_cut : bool
+        Point masks only: never sample outside the inscribed ellipse.
+    objective : {"tweedie", "tweedie-x0", "unrolled"}
+        Gradient through the denoiser (paper v1), analytic gradient (v2), or ``unroll_steps`` DPS steps.
+    loss : {"l2", "nl2", "l1", "ssim"}
+        Reconstruction loss.
+    eta : float
+        Likelihood step size.
+    sigma_mean, sigma_std : float
+        Mean and standard deviation of ``ln sigma``.
+    meas_noise : float
+        k-space noise standard deviation added to the measurements.
+    unroll_steps : int
+        ``K`` for ``objective="unrolled"``.
+    unroll_sigma_end : float
+        Last noise level of the unrolled steps.
+    init : {"truth", "adjoint"}
+        Start ``x_t`` from ``x`` (paper) or from ``A^H y``.
+    mask_form : {"paper", "linear"}
+        Data term ``||M A x - M y||^2`` (only drawn lines learn) or ``sum M |A x - y|^2`` (all learn).
+    relaxed : bool
+        LOUPE comparator: sigmoid relaxation instead of Gumbel straight-through.
+    steps : int
+        Adam iterations.
+    epochs : int or None
+        Overrides ``steps`` (``epochs * ceil(n_train / batch)``).
+    batch : int
+        Training slices per step.
+    lr : float
+        Adam learning rate.
+    lr_schedule : {"constant", "cosine"}
+        Learning-rate schedule.
+    tau, tau_end : float, float or None
+        Gumbel temperature at the start; anneal it geometrically to ``tau_end`` if given.
+    seed : int
+        Seed of every random draw; the same inputs and seed give the same mask file.
+    num_train, num_val : int or None
+        Use only the first N training / validation slices.
+    val_every : int or None
+        Validate every N steps (default one epoch; 0 never).
+    dps_every : int
+        Full DPS validation every K validations (0 off).
+    dps_steps : int
+        DPS steps of those validations.
+    export : {"topk", "quantile", "sampled"}
+        Binary mask: top-k, quantiles of the density, or best of ``export_draws`` draws on val.
+    export_draws : int
+        Draws for ``export="sampled"``.
+    nested : bool
+        Learn nested masks at 4R, 2R, R (coarse to fine); the file stores their order.
+    resume : bool
+        Continue an interrupted run from ``<out>.ckpt``.
+    init_from : str or None
+        Start from the logits of an existing mask file.
+    checkpoint_every : int
+        Steps between checkpoints.
+    quiet : bool
+        No progress bar.
+    """
+
+    num_low_frequencies: int | None = None
+    corner_cut: bool = False
+    objective: str = _OBJECTIVE.objective
+    loss: str = _OBJECTIVE.loss
+    eta: float = _OBJECTIVE.eta
+    sigma_mean: float = _OBJECTIVE.p_mean
+    sigma_std: float = _OBJECTIVE.p_std
+    meas_noise: float = _OBJECTIVE.meas_noise
+    unroll_steps: int = _OBJECTIVE.unroll_steps
+    unroll_sigma_end: float = _OBJECTIVE.unroll_sigma_end
+    init: str = _OBJECTIVE.init
+    mask_form: str = _OBJECTIVE.mask_form
+    relaxed: bool = _OBJECTIVE.relaxed
+    steps: int = _LOOP.steps
+    epochs: int | None = _LOOP.epochs
+    batch: int = _LOOP.batch
+    lr: float = _LOOP.lr
+    lr_schedule: str = _LOOP.lr_schedule
+    tau: float = _LOOP.tau
+    tau_end: float | None = _LOOP.tau_end
+    seed: int = _LOOP.seed
+    num_train: int | None = None
+    num_val: int | None = None
+    val_every: int | None = _LOOP.val_every
+    dps_every: int = _LOOP.dps_every
+    dps_steps: int = _LOOP.dps_steps
+    export: str = _LOOP.export
+    export_draws: int = _LOOP.export_draws
+    nested: bool = False
+    resume: bool = False
+    init_from: str | None = None
+    checkpoint_every: int = _LOOP.checkpoint_every
+    quiet: bool = False
+
+    @classmethod
+    def from_flags(cls, *mappings: Mapping[str, Any]) -> "LearnMaskOptions":
+        """Options from flag-style mappings (a study config's ``learn``), later ones overriding.
+
+        Keys are option names with ``_`` or ``-``. Values are converted as the command line
+        converts flag values (``"1e-3"`` for a float is fine); a switch takes ``true``; ``None``
+        or ``false`` leaves the option as it was (its default, or an earlier mapping's value).
+        """
+        values: dict[str, Any] = {}
+        for mapping in mappings:
+            for key, value in mapping.items():
+                name = str(key).replace("-", "_")
+                if name not in _TYPES:
+                    raise UserError(f"unknown learn-mask option {key!r}; known: {', '.join(OPTION_NAMES)}")
+                if value is not None and value is not False:
+                    values[name] = _convert(name, value)
+        return cls(**values)
+
+
+def _base_type(annotation: str) -> type:
+    return {"int": int, "float": float, "bool": bool, "str": str}[annotation.split("|")[0].strip()]
+
+
+#: Option name -> the type its flag parses to.
+_TYPES = {f.name: _base_type(f.type) for f in dataclasses.fields(LearnMaskOptions)}
+#: The option names, in the order ``learn-mask --help`` lists the flags.
+OPTION_NAMES = tuple(_TYPES)
+
+
+def _convert(name: str, value: Any):
+    flag, typ = "--" + name.replace("_", "-"), _TYPES[name]
+    if typ is bool or value is True:
+        if typ is bool and value is True:
+            return True
+        raise UserError(f"{flag} is a switch (give true or leave it out)" if typ is bool
+                        else f"{flag} needs a value, got {value!r}")
+    try:
+        return typ(str(value))
+    except ValueError:
+        raise UserError(f"{flag}: invalid {typ.__name__} value {str(value)!r}") from None
+
+
+def preview_path(out: str | Path) -> Path:
+    """Where :func:`learn_mask_file` writes the PNG for mask file ``out`` (``<out>.png``)."""
+    out = Path(out)
+    return out.with_suffix(".png") if out.suffix != ".png" else out.with_name(out.name + ".preview.png")
+
+
+def _check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: str) -> None:
+    if kind not in KINDS:
+        raise UserError(f"kind must be line or point, got {kind!r}")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; give a mask file path such as {out / 'mask.safetensors'}")
+    for name in ("steps", "batch", "export_draws", "checkpoint_every", "unroll_steps", "dps_steps"):
+        if getattr(opts, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
+    for name in ("num_train", "num_val", "epochs"):
+        if getattr(opts, name) is not None and getattr(opts, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+    if not acceleration > 1:
+        raise UserError(f"--acceleration must be > 1, got {acceleration:g}")
+    if opts.corner_cut and kind != "point":
+        raise UserError("--corner-cut applies to point masks only; add --kind point or drop it")
+    if opts.resume and opts.init_from:
+        raise UserError("--resume and --init-from exclude each other; pick one")
+
+
+def _data_id(root: str | Path, data) -> str:
+    h = hashlib.sha256(json.dumps([data.fnames, data.slice_nums, list(data.kspace.shape)]).encode()).hexdigest()[:12]
+    return f"{Path(root).resolve().name}/train[{data.kspace.shape[0]}]:{h}"
+
+
+def _check_prior(prior, h: int, w: int) -> None:
+    shape = getattr(prior, "shape", None)
+    if shape is not None and tuple(shape) != (h, w):
+        raise UserError(f"the prior is for {tuple(shape)} images but the data are {(h, w)}; use a prior trained at that size")
+    try:
+        with torch.no_grad():
+            prior(torch.zeros(1, 2, h, w, device=next(iter(prior.buffers()), torch.zeros(0)).device), torch.ones(1))
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"the prior cannot denoise {h}x{w} images ({type(e).__name__}); use a prior for this matrix size") from None
+
+
+def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prior: str = "default",
+                    kind: str = "line", *, device="auto", **options) -> Path:
+    """Learn a sampling mask on ``data`` and write it to ``out`` (a mask file) plus a PNG preview.
+
+    Parameters
+    ----------
+    data : str or Path
+        Folder with ``train/`` and ``val/`` fastMRI multi-coil h5 files.
+    out : str or Path
+        Output mask file (``.safetensors``); its checkpoints ``<out>.ckpt*`` are removed on success.
+    acceleration : float
+        Target acceleration ``R`` (> 1; budget ``round(N / R)``).
+    prior : str
+        ``"default"`` (the shipped prior) or a prior weights file.
+    kind : {"line", "point"}
+        One probability per phase-encode column, or per ``(ky, kz)`` point.
+    device : str or torch.device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    **options
+        Fields of :class:`LearnMaskOptions`, converted by :meth:`LearnMaskOptions.from_flags`.
+
+    Returns
+    -------
+    Path
+        ``out``. The preview is at :func:`preview_path` ``(out)``; :func:`summary` reads the result back.
+
+    Raises
+    ------
+    UserError
+        Bad options, data, prior, ``init_from`` mask or checkpoint; nothing is written then.
+    """
+    from ..dataset import load_slices
+    from ..masks.file import load_mask_file, save_mask_file
+    from ..masks.plot import plot_mask
+    from ..prior.weights import load_prior
+    from ..utils import resolve_device
+
+    opts, out, acceleration = LearnMaskOptions.from_flags(options), Path(out), float(acceleration)
+    _check_inputs(opts, out, acceleration, kind)
+    device = resolve_device(device)
+    prior_module = load_prior(prior, device=device)
+    init_logits = None
+    if opts.init_from:
+        src = load_mask_file(opts.init_from)
+        init_logits = torch.from_numpy(np.nan_to_num(src.logits, posinf=0.0, neginf=0.0))
+    train = load_slices(data, "train", num_slices=opts.num_train)
+    val = load_slices(data, "val", num_slices=opts.num_val)
+    h, w = train.kspace.shape[-2:]
+    _check_prior(prior_module, h, w)
+    shape = (w,) if kind == "line" else (h, w)
+    if init_logits is not None and tuple(init_logits.shape) != shape:
+        raise UserError(f"--init-from mask has shape {tuple(init_logits.shape)} but the data need {shape}; use a mask learned at this size")
+    nlf = opts.num_low_frequencies
+    if nlf is None:  # nested masks need a centre that fits the coarsest level (4R)
+        nlf = default_num_low_frequencies(w, 4 * acceleration if opts.nested else acceleration)
+    obj = ObjectiveConfig(objective=opts.objective, loss=opts.loss, eta=opts.eta, p_mean=opts.sigma_mean,
+                          p_std=opts.sigma_std, meas_noise=opts.meas_noise, unroll_steps=opts.unroll_steps,
+                          unroll_sigma_end=opts.unroll_sigma_end, init=opts.init, relaxed=opts.relaxed,
+                          mask_form=opts.mask_form)
+    cfg = LearnConfig(objective=obj, steps=opts.steps, epochs=opts.epochs, batch=opts.batch, lr=opts.lr,
+                      lr_schedule=opts.lr_schedule, tau=opts.tau, tau_end=opts.tau_end, seed=opts.seed,
+                      val_every=opts.val_every, dps_every=opts.dps_every, dps_steps=opts.dps_steps,
+                      export=opts.export, export_draws=opts.export_draws, checkpoint_every=opts.checkpoint_every)
+    ckpt = out.with_name(out.name + ".ckpt")
+    t0 = time.time()
+    torch.manual_seed(opts.seed)
+    common = dict(config=cfg, corner_cut=opts.corner_cut, progress=not opts.quiet, device=device)
+    order, nested = None, None
+    if opts.nested:
+        accs = [a for a in (4 * acceleration, 2 * acceleration, acceleration)
+                if round((h * w if kind == "point" else w) / a) >= (nlf * nlf if kind == "point" else nlf)]
+        mask, binary, order, hists = learn_nested(prior_module, train, val, kind, accs, nlf, checkpoint=ckpt,
+                                                  resume=opts.resume, **common)
+        history, nested = hists[-1], accs
+    else:
+        mask, history = learn_mask(prior_module, train, val, kind, acceleration, nlf, init_logits=init_logits,
+                                   checkpoint=ckpt, resume=opts.resume, **common)
+        binary = export_mask(mask, history, opts.export)
+    meta = {
+        "prior": {"id": getattr(prior_module, "prior_id", "denoiser"), "sha256": getattr(prior_module, "sha256", None),
+                  "source": getattr(prior_module, "source", str(prior))},
+        "data": _data_id(data, train), "num_train": int(train.kspace.shape[0]),
+        "num_val": int(val.kspace.shape[0]), "seed": opts.seed, "objective": cfg.to_dict(),
+        "steps": cfg.total_steps(train.kspace.shape[0]), "best": history.get("best"),
+        "validation": history.get("val", []), "wall_seconds": round(time.time() - t0, 1),
+    }
+    if nested:
+        meta["nested_accelerations"] = nested
+    if opts.init_from:
+        meta["init_from"] = str(opts.init_from)
+    mf = mask.to_mask_file(mask=binary, order=order, metadata=meta)
+    mf.metadata["export"] = opts.export
+    save_mask_file(out, mf)
+    plot_mask(mf, preview_path(out))
+    for p in out.parent.glob(out.name + ".ckpt*"):
+        p.unlink()
+    return out
+
+
+def summary(out: str | Path) -> dict:
+    """The one-line report of a mask file written by :func:`learn_mask_file` (``learn-mask`` prints
+    it as JSON): paths, samples, achieved acceleration, centre width, best validation, wall time."""
+    from ..masks.file import load_mask_file
+
+    mf = load_mask_file(out)
+    return {"out": str(out), "png": str(preview_path(out)), "num_sampled": mf.num_sampled,
+            "acceleration": round(float(mf.achieved_acceleration), 3), "num_low_frequencies": mf.num_low_frequencies,
+            "best": mf.metadata.get("best"), "wall_seconds": mf.metadata["wall_seconds"]}
