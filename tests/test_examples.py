@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from fastmri_diffmask.cli.main import main
+from fastmri_diffmask.learn.loop import default_num_low_frequencies
 from fastmri_diffmask.masks.file import load_mask_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-SIZE, R = 64, 4  # 64 columns at R = 4: 16 lines with a 10-line centre (ESPIRiT needs >= 6)
+SIZE, R = 64, 4  # 64 columns at R = 4: 16 lines, learn-mask's default centre (ESPIRiT needs >= 6)
+CENTRE = default_num_low_frequencies(SIZE, R)
 
 
 def _run(script: str, *args, cwd: Path, timeout: float = 300) -> str:
@@ -49,7 +51,7 @@ def test_learn_mask_writes_a_budget_exact_mask_file(learned):
     work, out = learned
     mf = load_mask_file(work / "m.safetensors")
     assert mf.kind == "line" and mf.mask.shape == (SIZE,) and mf.num_sampled == round(SIZE / R)
-    assert mf.acceleration == R and mf.num_low_frequencies == 10
+    assert mf.acceleration == R and mf.num_low_frequencies == CENTRE
     columns = [int(c) for c in re.search(r"sampled columns: \[(.*)\]", out).group(1).split(",")]
     assert columns == np.flatnonzero(mf.mask).tolist()
 
@@ -59,7 +61,7 @@ def test_fastmri_transform_serves_the_learned_mask(learned):
     # sampled mode: a fresh budget-exact draw per volume (the slow test runs the default, fixed)
     out = _run("fastmri_transform.py", "--data", "data/test", "--mask", "m.safetensors", "--mode", "sampled", cwd=work)
     lines = [line for line in out.splitlines() if "columns" in line]
-    assert len(lines) == 4 and all(f"{SIZE // R} of {SIZE} columns, centre 10" in line for line in lines), out
+    assert len(lines) == 4 and all(f"{SIZE // R} of {SIZE} columns, centre {CENTRE}" in line for line in lines), out
     assert re.search(r"^\d+ slices served by LearnedDiffusionMaskFunc.*mode='sampled'", out, re.M)
 
 
@@ -67,7 +69,7 @@ def test_export_sequence_round_trips(learned):
     work, _ = learned
     out = _run("export_sequence.py", "--mask", "m.safetensors", "--out", "seq", "--order", "importance", cwd=work)
     mf = load_mask_file(work / "m.safetensors")
-    assert (work / "seq.h5").is_file() and f"{mf.num_sampled} readouts (10 calibration)" in out
+    assert (work / "seq.h5").is_file() and f"{mf.num_sampled} readouts ({CENTRE} calibration)" in out
     with open(work / "seq.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert sorted(int(r["ky"]) for r in rows) == np.flatnonzero(mf.mask).tolist()
