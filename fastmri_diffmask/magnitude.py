@@ -145,3 +145,43 @@ def load_magnitude_slices(path: str | Path, size: int, axis: int = -1) -> tuple[
     """Read ``path`` and return its prepared ``(M, size, size)`` slices and their indices along ``axis``."""
     arr, nifti = read_image(path)
     return prepare_slices(as_slices(arr, axis), size, rotate=nifti)
+
+
+def write_dataset_from_file(src: str | Path, out: str | Path, split_name: str = "test", repeats: int = 1,
+                            axis: int = -1, size: int = 128, coils: int = 8, snr: float = 50.0, seed: int = 0,
+                            slices_per_file: int = 12, progress: bool = True) -> tuple[list[Path], int]:
+    """Every slice with tissue of ``src``, ``repeats`` times, into ``OUT/<split_name>`` (``make-data --from``).
+
+    Repeat ``r`` is its own set of files (``<stem>_r<r>_NN.h5``) with its own coil rotation,
+    phase and noise, so the repeats are separate simulated acquisitions of the same anatomy.
+    All input checks run before the first file is written. Returns the paths and the number of
+    slices kept.
+    """
+    from tqdm import tqdm
+
+    from .simulate import check_simulation, chunks, simulate_volume, write_volume
+
+    check_simulation(size, coils, slices_per_file)
+    name = str(split_name).strip()
+    if not name or name in (".", "..") or any(c in name for c in "/\\"):
+        raise UserError(f"--split-name {split_name!r} must be a plain folder name, e.g. test")
+    if repeats < 1:
+        raise UserError("--repeats must be >= 1")
+    src = Path(src)
+    mags, index = load_magnitude_slices(src, size, axis)
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in source_stem(src))
+    folder = Path(out) / name
+    groups = list(enumerate(chunks(np.arange(len(mags)), slices_per_file)))
+    jobs = [(r, j, idx, folder / f"{stem}_r{r}_{j:02d}.h5") for r in range(repeats) for j, idx in groups]
+    stale = sorted(set(folder.glob("*.h5")) - {path for *_, path in jobs}) if folder.is_dir() else []
+    if stale:
+        raise UserError(f"{folder} already holds {len(stale)} other h5 file(s) (e.g. {stale[0].name}) that would mix "
+                        "into this set; use an empty --out or --split-name")
+    common = {"data_id": f"file:{src.name}", "source_file": src.name, "source_sha256": file_sha256(src),
+              "patient_id": stem, "seed": seed, "size": size}
+    paths = []
+    for r, j, idx, path in tqdm(jobs, desc="make-data", unit="file", disable=not progress):
+        rng = np.random.default_rng([seed, r, j])
+        vol = simulate_volume(mags[idx], coils, snr, rng)
+        paths.append(write_volume(path, vol, extra_attrs={**common, "slice_index": index[idx], "repeat": r}))
+    return paths, len(mags)

@@ -17,6 +17,7 @@ from typing import Iterable
 import h5py
 import numpy as np
 
+from .errors import UserError
 from .utils import atomic_path
 
 HEADER_TEMPLATE = """<?xml version="1.0" encoding="utf-8"?>
@@ -128,3 +129,48 @@ def chunks(indices: np.ndarray, size: int) -> Iterable[np.ndarray]:
     """Split contiguous slice indices into volumes of at most ``size`` slices."""
     for start in range(0, len(indices), size):
         yield indices[start:start + size]
+
+
+def check_simulation(size: int, coils: int, slices_per_file: int) -> None:
+    """One-line :class:`UserError` for simulation settings out of range."""
+    if not 16 <= size <= 1024:
+        raise UserError(f"--size {size} is out of range; use 16..1024")
+    if not 1 <= coils <= 64:
+        raise UserError(f"--coils {coils} is out of range; use 1..64")
+    if slices_per_file < 1:
+        raise UserError("--slices-per-file must be >= 1")
+
+
+def write_embedded_dataset(out: str | Path, splits: str | None = None, size: int = 128, coils: int = 8,
+                           snr: float = 50.0, seed: int = 0, slices_per_file: int = 12,
+                           progress: bool = True) -> list[Path]:
+    """Write the embedded Colin27 slices as ``OUT/<split>/colin27_<split>_NN.h5`` (``make-data``).
+
+    ``splits`` is a comma-separated subset of train,val,test (default all). Each file's phase,
+    coils and noise are seeded by ``(seed, split, file)``. Returns the written paths.
+    """
+    from tqdm import tqdm
+
+    from .embedded import DATA_ID, SPLITS, embedded_magnitude, split_indices
+
+    split_arg = splits if splits is not None else ",".join(SPLITS)
+    names = [x.strip() for x in split_arg.split(",") if x.strip()]
+    bad = [x for x in names if x not in SPLITS]
+    if bad or not names:
+        raise UserError(f"unknown split {bad or split_arg!r}; use a comma-separated subset of {','.join(SPLITS)}")
+    check_simulation(size, coils, slices_per_file)
+    mags = embedded_magnitude()
+    if size != mags.shape[-1]:
+        from skimage.transform import resize
+
+        mags = np.stack([resize(m, (size, size), order=3, anti_aliasing=True) for m in mags])
+        mags = np.clip(mags, 0, None).astype(np.float32)
+    jobs = [(split, j, idx) for split in names
+            for j, idx in enumerate(chunks(split_indices(split, len(mags)), slices_per_file))]
+    paths = []
+    for split, j, idx in tqdm(jobs, desc="make-data", unit="file", disable=not progress):
+        rng = np.random.default_rng([seed, SPLITS.index(split), j])
+        vol = simulate_volume(mags[idx], coils, snr, rng)
+        paths.append(write_volume(Path(out) / split / f"colin27_{split}_{j:02d}.h5", vol,
+                                  extra_attrs={"data_id": DATA_ID, "slice_index": np.asarray(idx), "seed": seed}))
+    return paths

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import UserError
 
 
@@ -43,84 +41,21 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _check_common(args) -> None:
-    if not 16 <= args.size <= 1024:
-        raise UserError(f"--size {args.size} is out of range; use 16..1024")
-    if not 1 <= args.coils <= 64:
-        raise UserError(f"--coils {args.coils} is out of range; use 1..64")
-    if args.slices_per_file < 1:
-        raise UserError("--slices-per-file must be >= 1")
-
-
 def run(args) -> int:
     if getattr(args, "from_file", None) is not None:
-        return run_from_file(args)
-    from tqdm import tqdm
+        from ..magnitude import write_dataset_from_file
 
-    from ..embedded import DATA_ID, SPLITS, embedded_magnitude, split_indices
-    from ..simulate import chunks, simulate_volume, write_volume
+        if args.split is not None:
+            raise UserError("--split picks embedded splits; with --from name the output folder with --split-name")
+        paths, n = write_dataset_from_file(args.from_file, args.out, args.split_name, args.repeats, args.axis,
+                                           args.size, args.coils, args.snr, args.seed, args.slices_per_file)
+        print(f"wrote {len(paths)} files ({n} slice(s) x {args.repeats} repeat(s)) from {Path(args.from_file).name} "
+              f"to {Path(args.out) / str(args.split_name).strip()}")
+        return 0
+    from ..simulate import write_embedded_dataset
 
-    split_arg = args.split if args.split is not None else ",".join(SPLITS)
-    splits = [s.strip() for s in split_arg.split(",") if s.strip()]
-    bad = [s for s in splits if s not in SPLITS]
-    if bad or not splits:
-        raise UserError(f"unknown split {bad or split_arg!r}; use a comma-separated subset of {','.join(SPLITS)}")
-    _check_common(args)
-    mags = embedded_magnitude()
-    if args.size != mags.shape[-1]:
-        from skimage.transform import resize
-
-        mags = np.stack([resize(m, (args.size, args.size), order=3, anti_aliasing=True) for m in mags])
-        mags = np.clip(mags, 0, None).astype(np.float32)
-    out = Path(args.out)
-    jobs = []
-    for split in splits:
-        for j, idx in enumerate(chunks(split_indices(split, len(mags)), args.slices_per_file)):
-            jobs.append((split, j, idx))
-    for split, j, idx in tqdm(jobs, desc="make-data", unit="file"):
-        rng = np.random.default_rng([args.seed, SPLITS.index(split), j])
-        vol = simulate_volume(mags[idx], args.coils, args.snr, rng)
-        write_volume(out / split / f"colin27_{split}_{j:02d}.h5", vol,
-                     extra_attrs={"data_id": DATA_ID, "slice_index": np.asarray(idx), "seed": args.seed})
-    print(f"wrote {len(jobs)} files to {out} ({', '.join(splits)})")
-    return 0
-
-
-def run_from_file(args) -> int:
-    """``--from FILE``: every slice with tissue, ``--repeats`` times, into ``OUT/<split-name>``.
-
-    Repeat ``r`` is its own set of files (``<stem>_r<r>_NN.h5``) with its own coil rotation,
-    phase and noise, so the repeats are separate simulated acquisitions of the same anatomy.
-    All input checks run before the first file is written.
-    """
-    from tqdm import tqdm
-
-    from ..magnitude import file_sha256, load_magnitude_slices, source_stem
-    from ..simulate import chunks, simulate_volume, write_volume
-
-    if args.split is not None:
-        raise UserError("--split picks embedded splits; with --from name the output folder with --split-name")
-    _check_common(args)
-    name = str(args.split_name).strip()
-    if not name or name in (".", "..") or any(c in name for c in "/\\"):
-        raise UserError(f"--split-name {args.split_name!r} must be a plain folder name, e.g. test")
-    if args.repeats < 1:
-        raise UserError("--repeats must be >= 1")
-    src = Path(args.from_file)
-    mags, index = load_magnitude_slices(src, args.size, args.axis)
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in source_stem(src))
-    folder = Path(args.out) / name
-    groups = list(enumerate(chunks(np.arange(len(mags)), args.slices_per_file)))
-    jobs = [(r, j, idx, folder / f"{stem}_r{r}_{j:02d}.h5") for r in range(args.repeats) for j, idx in groups]
-    stale = sorted(set(folder.glob("*.h5")) - {path for *_, path in jobs}) if folder.is_dir() else []
-    if stale:
-        raise UserError(f"{folder} already holds {len(stale)} other h5 file(s) (e.g. {stale[0].name}) that would mix "
-                        "into this set; use an empty --out or --split-name")
-    common = {"data_id": f"file:{src.name}", "source_file": src.name, "source_sha256": file_sha256(src),
-              "patient_id": stem, "seed": args.seed, "size": args.size}
-    for r, j, idx, path in tqdm(jobs, desc="make-data", unit="file"):
-        rng = np.random.default_rng([args.seed, r, j])
-        vol = simulate_volume(mags[idx], args.coils, args.snr, rng)
-        write_volume(path, vol, extra_attrs={**common, "slice_index": index[idx], "repeat": r})
-    print(f"wrote {len(jobs)} files ({len(mags)} slice(s) x {args.repeats} repeat(s)) from {src.name} to {folder}")
+    paths = write_embedded_dataset(args.out, args.split, args.size, args.coils, args.snr, args.seed,
+                                   args.slices_per_file)
+    splits = sorted({p.parent.name for p in paths}, key=["train", "val", "test"].index)
+    print(f"wrote {len(paths)} files to {args.out} ({', '.join(splits)})")
     return 0

@@ -180,6 +180,9 @@ def parse_config(raw: dict, base: Path = Path("."), where: str = "config") -> St
         raise UserError(f"{where}: num_slices must be an integer >= 1 (or left out for all), got {cfg.num_slices!r}")
     if cfg.make_data is not None and not isinstance(cfg.make_data, dict):
         raise UserError(f"{where}: make_data must be a mapping of make-data flags, e.g. {{size: 128}}")
+    bad = sorted(set(cfg.make_data or {}) - {"size", "coils", "snr", "seed", "split", "slices_per_file"})
+    if bad:
+        raise UserError(f"{where}: make_data takes size, coils, snr, seed, split, slices_per_file; not {', '.join(bad)}")
     if cfg.kind not in ("line", "point"):
         raise UserError(f"{where}: kind must be line or point, got {cfg.kind!r}")
     if cfg.sens_maps not in SENS_CHOICES:

@@ -52,14 +52,10 @@ def ensure_data(cfg: StudyConfig) -> None:
     """Generate the embedded data with make-data when the config asks for it and it is missing."""
     root = Path(cfg.data)
     if cfg.make_data is not None and not (root / cfg.split).is_dir():
-        from ..cli.make_data import run as make_data_run
+        from ..simulate import write_embedded_dataset
 
-        class A:  # the make-data flags with the config's overrides
-            out, size, coils, snr, seed, split, slices_per_file = str(root), 128, 8, 50.0, 0, "train,val,test", 12
-
-        for k, v in cfg.make_data.items():
-            setattr(A, k, v)
-        make_data_run(A)
+        opts = {"split": "train,val,test", **cfg.make_data}
+        write_embedded_dataset(root, splits=opts.pop("split"), **opts)
 
 
 def learned_mask_path(cfg: StudyConfig, spec: MaskSpec, acceleration: float, out: Path, device="auto") -> Path:
