@@ -93,6 +93,9 @@ class LearnMaskOptions:
         Binary mask: top-k, quantiles of the density, or best of ``export_draws`` draws on val.
     export_draws : int
         Draws for ``export="sampled"``.
+    export_select : {"proxy", "dps"}
+        How ``export="sampled"`` picks its draw on the validation slices: the one-step proxy, or
+        the PSNR of DPS with ``dps_steps`` steps (slower, and what the mask will be judged by).
     nested : bool
         Learn nested masks at 4R, 2R, R (coarse to fine); the file stores their order.
     resume : bool
@@ -133,6 +136,7 @@ class LearnMaskOptions:
     dps_steps: int = _LOOP.dps_steps
     export: str = _LOOP.export
     export_draws: int = _LOOP.export_draws
+    export_select: str = _LOOP.export_select
     nested: bool = False
     resume: bool = False
     init_from: str | None = None
@@ -286,7 +290,8 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     cfg = LearnConfig(objective=obj, steps=opts.steps, epochs=opts.epochs, batch=opts.batch, lr=opts.lr,
                       lr_schedule=opts.lr_schedule, tau=opts.tau, tau_end=opts.tau_end, seed=opts.seed,
                       val_every=opts.val_every, dps_every=opts.dps_every, dps_steps=opts.dps_steps,
-                      export=opts.export, export_draws=opts.export_draws, checkpoint_every=opts.checkpoint_every)
+                      export=opts.export, export_draws=opts.export_draws,
+                      export_select=opts.export_select, checkpoint_every=opts.checkpoint_every)
     ckpt = out.with_name(out.name + ".ckpt")
     t0 = time.time()
     torch.manual_seed(opts.seed)
