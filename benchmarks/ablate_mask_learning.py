@@ -172,6 +172,44 @@ def run_learn(args, prior, train, val) -> None:
                 "lines": np.flatnonzero(m).tolist(), **dps_scores(prior, val, m, args.dps_steps)})
 
 
+def run_select(args, prior, val) -> None:
+    """Best of ``--export-draws`` stratified draws from a density, chosen by DPS (``--select-steps``)
+    on the first ``--select-slices`` validation slices, then scored like every other mask.
+
+    ``--density vd`` is the vd_random density ``(1 - |k|)^p`` (``--ref-power``); ``--density
+    NAME`` the probabilities of the last learned row whose mask name starts with NAME. Both go
+    through the same selection, so the pair separates the density from the selection. Compare on
+    the slices not used for selecting (``table --skip-slices``).
+    """
+    from fastmri_diffmask.masks.bernoulli import BernoulliMask
+
+    w, r, c = val.kspace.shape[-1], args.acceleration, args.nlf
+    mask = BernoulliMask(w, r, c)
+    if args.density == "vd":
+        k = np.abs(np.arange(w) - w / 2) / (w / 2)
+        p = (1 - np.clip(k, 0, 1)) ** args.ref_power
+        label = f"vd p{args.ref_power:g}"
+    else:
+        rows = [json.loads(l) for l in RESULTS.read_text().splitlines() if l.strip()]
+        rows = [x for x in rows if x["kind"] == "learned" and x["R"] == r and x["prior"] == prior.sha256[:12]
+                and x["mask"].startswith(args.density)]
+        if not rows:
+            raise SystemExit(f"no learned row at R={r:g} named {args.density!r}")
+        p, label = np.asarray(rows[-1]["probabilities"]), rows[-1]["mask"].rsplit(" [", 1)[0]
+    p = np.clip(p / p.max(), 1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        mask.logits.copy_(torch.from_numpy(np.log(p / (1 - p))).float())
+    g = torch.Generator().manual_seed(2)
+    draws = [mask.draw_exact(g, stratified=True).numpy() for _ in range(args.export_draws)]
+    sel = val.subset(range(args.select_slices))
+    scores = [float(np.mean(dps_scores(prior, sel, d, args.select_steps)["psnr"])) for d in draws]
+    best = draws[int(np.argmax(scores))]
+    record({"R": r, "nlf": c, "dps_steps": args.dps_steps, "prior": prior.sha256[:12], "kind": "selected",
+            "mask": f"{label} best-of-{args.export_draws} (DPS{args.select_steps}, val 0-{args.select_slices - 1})",
+            "group": f"{label} selected", "selection_psnr": scores, "lines": np.flatnonzero(best).tolist(),
+            **dps_scores(prior, val, best, args.dps_steps)})
+
+
 def table(args) -> None:
     rows = [json.loads(l) for l in RESULTS.read_text().splitlines() if l.strip()]
     for r_val in sorted({r["R"] for r in rows}, reverse=True):
@@ -182,6 +220,10 @@ def table(args) -> None:
         groups: dict = {}
         for r in sub:
             groups.setdefault(r.get("group", r["mask"]) if r["kind"] == "baseline" else r["mask"], []).append(r)
+        if args.skip_slices:  # score on the slices a selection did not see
+            for rs in groups.values():
+                for x in rs:
+                    x["psnr"], x["ssim"] = x["psnr"][args.skip_slices:], x["ssim"][args.skip_slices:]
         ref = groups.get(args.ref.format(p=args.ref_power))
         ref_psnr = np.mean([r["psnr"] for r in ref], 0) if ref else None
         print(f"\n### R = {r_val:g} (prior {sub[0]['prior']}, DPS {args.dps_steps} steps, "
@@ -202,7 +244,7 @@ def table(args) -> None:
 def main() -> int:
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stage", choices=["baselines", "learn", "table"])
+    ap.add_argument("stage", choices=["baselines", "learn", "select", "table"])
     ap.add_argument("--prior", default="default")
     ap.add_argument("--acceleration", type=float, default=8)
     ap.add_argument("--nlf", type=int, default=None)
@@ -219,6 +261,10 @@ def main() -> int:
     ap.add_argument("--ref", default="vd_random p{p:g}")
     ap.add_argument("--ref-power", type=float, default=2.0)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--density", default="vd", help="select: 'vd' or the name prefix of a learned row")
+    ap.add_argument("--select-steps", type=int, default=25)
+    ap.add_argument("--select-slices", type=int, default=4)
+    ap.add_argument("--skip-slices", type=int, default=0, help="table: drop the first N val slices (used to select)")
     ap.add_argument("--only-prior", default=None, help="table: only rows of this prior (sha256 prefix, 12 chars)")
     args = ap.parse_args()
     if args.stage == "table":
@@ -229,6 +275,8 @@ def main() -> int:
     prior, train, val = load(args.prior, args.num_val)
     if args.stage == "baselines":
         run_baselines(args, prior, val)
+    elif args.stage == "select":
+        run_select(args, prior, val)
     else:
         run_learn(args, prior, train, val)
     return 0
