@@ -300,3 +300,21 @@ def test_library_call_writes_the_cli_mask_file(oracle, tmp_path, capsys):
     strip = lambda m: {k: v for k, v in m.items() if k not in ("created", "wall_seconds")}  # noqa: E731
     assert strip(a.metadata) == strip(b.metadata)
     assert printed == summary(tmp_path / "cli.safetensors")
+
+
+def test_export_best_picks_the_optimum_among_draws_topk_and_quantile(oracle):
+    """``export="best"``: the top-k, quantile and K stratified draws compete on the validation
+    proxy. After learning on the oracle the top-k mask is the optimum of that proxy (see the
+    oracle test), so "best" must return it, exact budget, and say which candidate won."""
+    from fastmri_diffmask.dataset import load_slices
+    from fastmri_diffmask.learn.loop import export_mask
+
+    root, _, prior = oracle
+    train, val = load_slices(root, "train"), load_slices(root, "val")
+    cfg = LearnConfig(steps=60, batch=4, lr=0.05, export="best", export_draws=6)
+    mask, hist = learn_mask(prior, train, val, "line", 4, 4, cfg, progress=False)
+    chosen = export_mask(mask, hist, "best")
+    ex = hist["export"]
+    assert len(ex["scores"]) == 8 and ex["labels"][:2] == ["topk", "quantile"]
+    assert ex["chosen"] == int(np.argmin(ex["scores"])) and int(chosen.sum()) == 8
+    assert ex["chosen_label"] == "topk" and torch.equal(chosen.bool(), mask.binarize("topk").bool())

@@ -54,11 +54,12 @@ def register(sub) -> None:
     o.add_argument("--val-every", type=int, default=_D.val_every, help="validate every N steps (default one epoch; 0 never)")
     o.add_argument("--dps-every", type=int, default=_D.dps_every, help="full DPS validation every K validations (0 off)")
     o.add_argument("--dps-steps", type=int, default=_D.dps_steps)
-    o.add_argument("--export", choices=["topk", "quantile", "sampled"], default=_D.export,
-                   help="binary mask: top-k, quantiles of the density, or best of --export-draws draws on val")
+    o.add_argument("--export", choices=["topk", "quantile", "sampled", "best"], default=_D.export,
+                   help="binary mask: top-k, quantiles of the density, best of --export-draws draws on val, "
+                        "or best of those draws, top-k and quantile")
     o.add_argument("--export-draws", type=int, default=_D.export_draws)
     o.add_argument("--export-select", choices=["proxy", "dps"], default=_D.export_select,
-                   help="how --export sampled picks its draw on val: the one-step proxy or DPS PSNR (--dps-steps)")
+                   help="how --export sampled/best picks its mask on val: the one-step proxy or DPS PSNR (--dps-steps)")
     o.add_argument("--nested", action="store_true", help="learn nested masks at 4R, 2R, R (coarse to fine)")
     o.add_argument("--resume", action="store_true", help="continue an interrupted run from <out>.ckpt")
     o.add_argument("--init-from", default=_D.init_from, help="start from the logits of an existing mask file")

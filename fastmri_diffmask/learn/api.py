@@ -89,12 +89,13 @@ class LearnMaskOptions:
         Full DPS validation every K validations (0 off).
     dps_steps : int
         DPS steps of those validations.
-    export : {"topk", "quantile", "sampled"}
-        Binary mask: top-k, quantiles of the density, or best of ``export_draws`` draws on val.
+    export : {"topk", "quantile", "sampled", "best"}
+        Binary mask: top-k, quantiles of the density, the best of ``export_draws`` draws on val,
+        or the best of those draws, top-k and quantile (``best``).
     export_draws : int
         Draws for ``export="sampled"``.
     export_select : {"proxy", "dps"}
-        How ``export="sampled"`` picks its draw on the validation slices: the one-step proxy, or
+        How ``export="sampled"``/``"best"`` picks its mask on the validation slices: the one-step proxy, or
         the PSNR of DPS with ``dps_steps`` steps (slower, and what the mask will be judged by).
     nested : bool
         Learn nested masks at 4R, 2R, R (coarse to fine); the file stores their order.
@@ -315,6 +316,9 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         "steps": cfg.total_steps(train.kspace.shape[0]), "best": history.get("best"),
         "validation": history.get("val", []), "wall_seconds": round(time.time() - t0, 1),
     }
+    if "export" in history:  # sampled/best: the candidates' validation scores and the winner
+        meta["export_choice"] = {k: history["export"][k] for k in ("scores", "chosen", "labels", "chosen_label")
+                                 if k in history["export"]}
     if nested:
         meta["nested_accelerations"] = nested
     if opts.init_from:

@@ -38,7 +38,7 @@ from ..utils import atomic_path
 from .tweedie import ObjectiveConfig, draw_noise, estimate, objective_loss, reconstruction_loss
 
 CKPT_FORMAT = "fastmri-diffmask-learn-checkpoint"
-EXPORTS = ("topk", "quantile", "sampled")
+EXPORTS = ("topk", "quantile", "sampled", "best")
 
 
 @dataclasses.dataclass
@@ -47,6 +47,7 @@ class LearnConfig:
     ``epochs * ceil(n_train / batch)``); ``tau`` anneals geometrically to ``tau_end``; ``lr``
     is constant or cosine-decayed; ``val_every`` in steps (default one epoch, 0 = never).
     ``export="sampled"`` keeps the best of ``export_draws`` exact-budget draws (stratified or
+    independent); ``export="best"`` the best of those draws, the top-k and the quantile masks
     independent) by the validation proxy or by DPS PSNR (``export_select``, ``dps_steps``)."""
 
     objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
@@ -326,7 +327,7 @@ def learn_mask(prior, train, val, kind: str, acceleration: float, num_low_freque
             mask.logits.copy_(best)
     elif validator is None:
         history["best"] = {"step": len(history["train"]), "key": "last", "value": None}
-    if cfg.export == "sampled" and validator is not None and (stop_after is None or stop_after >= total):
+    if cfg.export in ("sampled", "best") and validator is not None and (stop_after is None or stop_after >= total):
         history["export"] = choose_sampled(mask, validator, cfg)
     return mask, history
 
@@ -337,19 +338,23 @@ def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig) 
     DPS when ``cfg.dps_every``); returns ``{"mask": [...], "scores": [...], "chosen": i}``."""
     g = torch.Generator().manual_seed(cfg.seed + 2)
     draws = [mask.draw_exact(g, stratified=cfg.export_stratified) for _ in range(cfg.export_draws)]
+    labels = [f"draw {i}" for i in range(len(draws))]
+    if cfg.export == "best":  # the deterministic exports compete with the draws
+        draws = [mask.binarize("topk"), mask.binarize("quantile")] + draws
+        labels = ["topk", "quantile"] + labels
     if cfg.export_select == "dps" or cfg.dps_every:
         scores = [-validator.dps_psnr(d, mask.kind) for d in draws]
     else:
         scores = [validator.proxy(d, mask.kind) for d in draws]
     i = int(np.argmin(scores))
-    return {"mask": draws[i].tolist(), "scores": scores, "chosen": i}
+    return {"mask": draws[i].tolist(), "scores": scores, "chosen": i, "labels": labels, "chosen_label": labels[i]}
 
 
 def export_mask(mask: BernoulliMask, history: dict, method: str) -> torch.Tensor:
     """The binary mask of an export method (``sampled`` takes the chosen draw from ``history``)."""
-    if method == "sampled":
+    if method in ("sampled", "best"):
         if "export" not in history:
-            raise UserError("export 'sampled' needs validation slices to choose a draw; use topk or quantile")
+            raise UserError(f"export {method!r} needs validation slices to choose a mask; use topk or quantile")
         return torch.tensor(history["export"]["mask"], dtype=torch.float32)
     return mask.binarize(method)
 
