@@ -97,6 +97,8 @@ class LearnMaskOptions:
     export_select : {"proxy", "dps"}
         How ``export="sampled"``/``"best"`` picks its mask on the validation slices: the one-step proxy, or
         the PSNR of DPS with ``dps_steps`` steps (slower, and what the mask will be judged by).
+    select_slices : int or None
+        Validation slices the DPS selection uses (the first N; None = all).
     nested : bool
         Learn nested masks at 4R, 2R, R (coarse to fine); the file stores their order.
     resume : bool
@@ -138,6 +140,7 @@ class LearnMaskOptions:
     export: str = _LOOP.export
     export_draws: int = _LOOP.export_draws
     export_select: str = _LOOP.export_select
+    select_slices: int | None = _LOOP.select_slices
     nested: bool = False
     resume: bool = False
     init_from: str | None = None
@@ -200,7 +203,7 @@ def _check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: 
     for name in ("steps", "batch", "export_draws", "checkpoint_every", "unroll_steps", "dps_steps"):
         if getattr(opts, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
-    for name in ("num_train", "num_val", "epochs"):
+    for name in ("num_train", "num_val", "epochs", "select_slices"):
         if getattr(opts, name) is not None and getattr(opts, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     if not acceleration > 1:
@@ -292,7 +295,8 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                       lr_schedule=opts.lr_schedule, tau=opts.tau, tau_end=opts.tau_end, seed=opts.seed,
                       val_every=opts.val_every, dps_every=opts.dps_every, dps_steps=opts.dps_steps,
                       export=opts.export, export_draws=opts.export_draws,
-                      export_select=opts.export_select, checkpoint_every=opts.checkpoint_every)
+                      export_select=opts.export_select, select_slices=opts.select_slices,
+                      checkpoint_every=opts.checkpoint_every)
     ckpt = out.with_name(out.name + ".ckpt")
     t0 = time.time()
     torch.manual_seed(opts.seed)

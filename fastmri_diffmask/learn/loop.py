@@ -69,6 +69,7 @@ class LearnConfig:
     export_draws: int = 8
     export_stratified: bool = True
     export_select: str = "proxy"
+    select_slices: int | None = 4
     checkpoint_every: int = 50
 
     def validate(self, n_train: int) -> "LearnConfig":
@@ -156,15 +157,18 @@ class Validator:
             total += float(reconstruction_loss(x_hat.detach(), self.x, self.obj.loss))
         return total / len(self.sigmas)
 
-    def dps_psnr(self, mask01: torch.Tensor, kind: str, steps: int | None = None, seed: int = 0) -> float:
+    def dps_psnr(self, mask01: torch.Tensor, kind: str, steps: int | None = None, seed: int = 0,
+                 num_slices: int | None = None) -> float:
+        """Mean PSNR of DPS on the (first ``num_slices``) validation slices with a binary mask."""
         from ..sample.dps import dps_reconstruct
 
+        n = num_slices or self.val.kspace.shape[0]
         km = as_kspace_mask(mask01[None].to(self.device), kind)
-        k = self.val.kspace.to(self.device)
+        k = self.val.kspace[:n].to(self.device)
         g = torch.Generator().manual_seed(seed)
-        rec = dps_reconstruct(self.prior, k * km, km, self.val.sens_maps.to(self.device),
+        rec = dps_reconstruct(self.prior, k * km, km, self.val.sens_maps[:n].to(self.device),
                               steps=steps or self.cfg.dps_steps, generator=g, progress=False)
-        return float(psnr(rec.abs(), self.val.images.to(self.device).abs()).mean())
+        return float(psnr(rec.abs(), self.val.images[:n].to(self.device).abs()).mean())
 
 
 def psnr(rec: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -334,8 +338,10 @@ def learn_mask(prior, train, val, kind: str, acceleration: float, num_low_freque
 
 def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig) -> dict:
     """Best of ``cfg.export_draws`` exact-budget draws from ``p'`` (stratified when
-    ``cfg.export_stratified``) by the validation proxy (or
-    DPS when ``cfg.dps_every``); returns ``{"mask": [...], "scores": [...], "chosen": i}``."""
+    ``cfg.export_stratified``; with ``cfg.export == "best"`` the top-k and quantile masks join
+    them) by the validation proxy, or by the PSNR of DPS (``cfg.dps_steps`` steps, first
+    ``cfg.select_slices`` validation slices) when ``cfg.export_select == "dps"`` or
+    ``cfg.dps_every``. Returns ``{"mask", "scores", "chosen", "labels", "chosen_label"}``."""
     g = torch.Generator().manual_seed(cfg.seed + 2)
     draws = [mask.draw_exact(g, stratified=cfg.export_stratified) for _ in range(cfg.export_draws)]
     labels = [f"draw {i}" for i in range(len(draws))]
@@ -343,7 +349,7 @@ def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig) 
         draws = [mask.binarize("topk"), mask.binarize("quantile")] + draws
         labels = ["topk", "quantile"] + labels
     if cfg.export_select == "dps" or cfg.dps_every:
-        scores = [-validator.dps_psnr(d, mask.kind) for d in draws]
+        scores = [-validator.dps_psnr(d, mask.kind, num_slices=cfg.select_slices) for d in draws]
     else:
         scores = [validator.proxy(d, mask.kind) for d in draws]
     i = int(np.argmin(scores))
