@@ -265,7 +265,9 @@ def test_cli_flags_are_the_library_options_with_the_same_defaults():
     assert set(actions) == set(OPTION_NAMES) | {"data", "prior", "kind", "acceleration", "out", "device"}
     assert {n: actions[n].default for n in OPTION_NAMES} == dataclasses.asdict(LearnMaskOptions())
     d = LearnMaskOptions()  # the defaults --help states
-    assert (d.eta, d.sigma_mean, d.sigma_std, d.steps, d.batch, d.lr, d.export) == (0.5, -1.2, 1.2, 250, 2, 0.01, "topk")
+    assert (d.eta, d.sigma_mean, d.sigma_std, d.steps, d.batch, d.lr) == (0.5, -1.2, 1.2, 250, 2, 0.01)
+    # chosen by the validation ablation (BENCHMARKS.md): objective (b), DPS-selected export
+    assert (d.objective, d.export, d.export_select, d.dps_steps, d.select_slices) == ("tweedie-x0", "best", "dps", 25, 4)
 
 
 def test_options_from_flags_convert_like_the_command_line():
