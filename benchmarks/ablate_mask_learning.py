@@ -159,9 +159,17 @@ def run_learn(args, prior, train, val) -> None:
     torch.manual_seed(lc.seed)
     sub = train if args.num_train is None else train.subset(range(args.num_train))
     t0 = time.time()
-    mask, hist = learn_mask(prior, sub, val, "line", args.acceleration, args.nlf, lc, progress=not args.quiet)
+    init = None
+    if args.init_vd is not None:  # start from the vd density (1 - |k|)^p
+        from fastmri_diffmask.masks.baselines import vd_density
+
+        p = np.clip(vd_density((val.kspace.shape[-1],), args.init_vd), 1e-3, 1 - 1e-3)
+        init = torch.from_numpy(np.log(p / (1 - p))).float()
+    mask, hist = learn_mask(prior, sub, val, "line", args.acceleration, args.nlf, lc, progress=not args.quiet,
+                            init_logits=init)
     secs = time.time() - t0
     name = args.config + ("" if not args.set else " " + " ".join(args.set))
+    name += "" if args.init_vd is None else f" init vd p{args.init_vd:g}"
     base = {"R": args.acceleration, "nlf": args.nlf, "dps_steps": args.dps_steps, "prior": prior.sha256[:12],
             "kind": "learned", "config": spec, "learn_seconds": round(secs, 1), "best": hist["best"],
             "probabilities": [round(float(p), 4) for p in mask.probabilities().detach()],
@@ -261,6 +269,7 @@ def main() -> int:
     ap.add_argument("--ref", default="vd_random p{p:g}")
     ap.add_argument("--ref-power", type=float, default=2.0)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--init-vd", type=float, default=None, help="learn: start from the vd density of this power")
     ap.add_argument("--density", default="vd", help="select: 'vd' or the name prefix of a learned row")
     ap.add_argument("--select-steps", type=int, default=25)
     ap.add_argument("--select-slices", type=int, default=4)

@@ -65,6 +65,9 @@ def register(sub) -> None:
     o.add_argument("--nested", action="store_true", help="learn nested masks at 4R, 2R, R (coarse to fine)")
     o.add_argument("--resume", action="store_true", help="continue an interrupted run from <out>.ckpt")
     o.add_argument("--init-from", default=_D.init_from, help="start from the logits of an existing mask file")
+    o.add_argument("--init-density", choices=["uniform", "vd"], default=_D.init_density,
+                   help="starting logits: uniform (paper) or the variable density (1 - r)^--init-power")
+    o.add_argument("--init-power", type=float, default=_D.init_power)
     o.add_argument("--checkpoint-every", type=int, default=_D.checkpoint_every)
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_argument(p)

@@ -111,6 +111,12 @@ class LearnMaskOptions:
         Continue an interrupted run from ``<out>.ckpt``.
     init_from : str or None
         Start from the logits of an existing mask file.
+    init_density : {"uniform", "vd"}
+        Starting logits: all zero (the paper) or those of the variable density
+        ``(1 - r)^init_power`` (:func:`~fastmri_diffmask.masks.baselines.vd_density`, scaled to a
+        peak of ~1 before the budget renormalisation).
+    init_power : float
+        Power of the ``vd`` starting density.
     checkpoint_every : int
         Steps between checkpoints.
     quiet : bool
@@ -150,6 +156,8 @@ class LearnMaskOptions:
     nested: bool = False
     resume: bool = False
     init_from: str | None = None
+    init_density: str = "uniform"
+    init_power: float = 2.0
     checkpoint_every: int = _LOOP.checkpoint_every
     quiet: bool = False
 
@@ -216,6 +224,10 @@ def _check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: 
         raise UserError(f"--acceleration must be > 1, got {acceleration:g}")
     if opts.corner_cut and kind != "point":
         raise UserError("--corner-cut applies to point masks only; add --kind point or drop it")
+    if opts.init_density not in ("uniform", "vd"):
+        raise UserError(f"--init-density must be uniform or vd, got {opts.init_density!r}")
+    if opts.init_from and opts.init_density != "uniform":
+        raise UserError("--init-from and --init-density both set the starting logits; give one")
     if opts.resume and opts.init_from:
         raise UserError("--resume and --init-from exclude each other; pick one")
 
@@ -288,6 +300,11 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     h, w = train.kspace.shape[-2:]
     _check_prior(prior_module, h, w)
     shape = (w,) if kind == "line" else (h, w)
+    if init_logits is None and opts.init_density == "vd":
+        from ..masks.baselines import vd_density
+
+        p = np.clip(vd_density(shape, opts.init_power), 1e-3, 1 - 1e-3)
+        init_logits = torch.from_numpy(np.log(p / (1 - p))).float()
     if init_logits is not None and tuple(init_logits.shape) != shape:
         raise UserError(f"--init-from mask has shape {tuple(init_logits.shape)} but the data need {shape}; use a mask learned at this size")
     nlf = opts.num_low_frequencies
@@ -333,6 +350,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         meta["nested_accelerations"] = nested
     if opts.init_from:
         meta["init_from"] = str(opts.init_from)
+    meta["init_density"] = {"density": opts.init_density, "power": opts.init_power}
     mf = mask.to_mask_file(mask=binary, order=order, metadata=meta)
     mf.metadata["export"] = opts.export
     save_mask_file(out, mf)

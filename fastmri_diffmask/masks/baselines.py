@@ -100,6 +100,14 @@ def _draw_exact(density: np.ndarray, fixed: np.ndarray, budget: int, seed: int) 
     return mask.reshape(fixed.shape)
 
 
+def vd_density(shape: Sequence[int], power: float = 2.0) -> np.ndarray:
+    """Unnormalised variable density ``(1 - r)^power`` over a line ``(W,)`` or plane ``(H, W)``,
+    ``r`` the distance from the k-space centre ``(n/2)`` normalised per axis (0 beyond ``r = 1``)."""
+    axes = [np.abs(np.arange(n) - n / 2) / (n / 2) for n in shape]
+    r = axes[0] if len(axes) == 1 else np.sqrt(axes[0][:, None] ** 2 + axes[1][None, :] ** 2)
+    return (1 - np.clip(r, 0, 1)) ** power
+
+
 def vd_random_mask(
     num_cols: int, budget: int, num_low_frequencies: int, power: float = 2.0, seed: int = 0
 ) -> np.ndarray:
@@ -107,8 +115,7 @@ def vd_random_mask(
 
     Density ``(1 - |k|)^power`` outside the centre, with ``k = (j - W/2) / (W/2)`` for column ``j``.
     """
-    k = np.abs(np.arange(num_cols) - num_cols / 2) / (num_cols / 2)
-    return _draw_exact((1 - np.clip(k, 0, 1)) ** power, centre_mask((num_cols,), num_low_frequencies), budget, seed)
+    return _draw_exact(vd_density((num_cols,), power), centre_mask((num_cols,), num_low_frequencies), budget, seed)
 
 
 def vd_random_mask_2d(
@@ -116,10 +123,7 @@ def vd_random_mask_2d(
 ) -> np.ndarray:
     """2D variable-density random point mask with exactly ``budget`` points (density ``(1 - r)^power``)."""
     h, w = shape
-    ky = (np.arange(h) - h / 2) / (h / 2)
-    kz = (np.arange(w) - w / 2) / (w / 2)
-    r = np.sqrt(ky[:, None] ** 2 + kz[None, :] ** 2)
-    return _draw_exact((1 - np.clip(r, 0, 1)) ** power, centre_mask((h, w), num_low_frequencies), budget, seed)
+    return _draw_exact(vd_density((h, w), power), centre_mask((h, w), num_low_frequencies), budget, seed)
 
 
 def _sigpy_draw(shape, slope: float, c: int, seed: int) -> np.ndarray:
