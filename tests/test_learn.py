@@ -186,7 +186,8 @@ def test_oracle_recovers_the_highest_variance_lines(oracle, tmp_path, capsys):
     best = sorted(sorted(free, key=lambda i: -float(var[i]))[:4])
     assert best == SPIKES
     out = tmp_path / "oracle.safetensors"
-    assert _cli(root, path, out, "--steps", "60", "--batch", "4", "--lr", "0.05") == 0
+    # the paper's uniform start (the default vd start would favour the centre over the spikes)
+    assert _cli(root, path, out, "--steps", "60", "--batch", "4", "--lr", "0.05", "--init-density", "uniform") == 0
     mf = load_mask_file(out)
     learned = [i for i in np.flatnonzero(mf.mask) if i not in range(14, 18)]
     assert learned == SPIKES
@@ -268,6 +269,7 @@ def test_cli_flags_are_the_library_options_with_the_same_defaults():
     assert (d.eta, d.sigma_mean, d.sigma_std, d.steps, d.batch, d.lr) == (0.5, -1.2, 1.2, 250, 2, 0.01)
     # chosen by the validation ablation (BENCHMARKS.md): objective (b), DPS-selected export
     assert (d.objective, d.export, d.export_select, d.dps_steps, d.select_slices) == ("tweedie-x0", "best", "dps", 25, 4)
+    assert (d.init_density, d.init_power) == ("vd", 2.0)
 
 
 def test_options_from_flags_convert_like_the_command_line():
