@@ -268,7 +268,7 @@ def test_cli_flags_are_the_library_options_with_the_same_defaults():
     d = LearnMaskOptions()  # the defaults --help states
     assert (d.eta, d.sigma_mean, d.sigma_std, d.steps, d.batch, d.lr) == (0.5, -1.2, 1.2, 250, 2, 0.01)
     # chosen by the validation ablation (BENCHMARKS.md): objective (b), DPS-selected export
-    assert (d.objective, d.export, d.export_select, d.dps_steps, d.select_slices) == ("tweedie-x0", "best", "dps", 25, 4)
+    assert (d.objective, d.export, d.export_select, d.dps_steps, d.select_slices) == ("tweedie-x0", "sampled", "dps", 25, 4)
     assert (d.init_density, d.init_power) == ("vd", 2.0)
 
 
