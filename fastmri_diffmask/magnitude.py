@@ -14,12 +14,12 @@ coronal, 0 sagittal slices) and each slice is rotated by 90 degrees like the emb
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
+from .utils import file_sha256
 
 SUFFIXES = (".npy", ".nii", ".nii.gz")
 #: A slice is "empty" when fewer than ``EMPTY_FRACTION`` of its pixels exceed ``EMPTY_LEVEL`` of
@@ -34,14 +34,6 @@ def source_stem(path: str | Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)] or "image"
     return Path(name).stem or "image"
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, bool]:

@@ -10,7 +10,6 @@ read with ``torch.load(weights_only=True)`` and must be a dict ``{"config": {...
 
 from __future__ import annotations
 
-import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..utils import atomic_path, resolve_device
+from ..utils import atomic_path, file_sha256, resolve_device
 from .base import Denoiser
 
 FORMAT = "fastmri-diffmask-prior"
@@ -54,14 +53,6 @@ def save_prior(path: str | Path, prior: Denoiser, config: dict) -> Path:
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={META_KEY: json.dumps(cfg)})
     return Path(path)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read(path: Path) -> tuple[dict, dict]:
