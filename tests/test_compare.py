@@ -369,3 +369,13 @@ def test_no_library_module_imports_the_cli():
                            if isinstance(node, ast.Import) and a.name.startswith("fastmri_diffmask.")]
             found |= {(rel, m) for m in modules if m.split(".")[0] == "cli"}
     assert found <= CLI_IMPORTS_TO_REMOVE, sorted(found - CLI_IMPORTS_TO_REMOVE)
+
+
+@pytest.mark.parametrize("opt", [{"dc_weight": -1}, {"dc_weight": "x"}, {"steps": 0}, {"steps": 2.5}, {"churn": -1}])
+def test_bad_method_option_values_are_one_line_errors(opt):
+    from fastmri_diffmask.compare.config import parse_config
+    from fastmri_diffmask.errors import UserError
+
+    raw = {"data": "d", "masks": [{"name": "e", "type": "equispaced_fraction"}], "methods": [{"name": "dps", **opt}]}
+    with pytest.raises(UserError, match="must be a positive number"):
+        parse_config(raw, base=".", where="cfg")

@@ -125,6 +125,12 @@ def _method_spec(m, where: str) -> MethodSpec:
     if bad:
         allowed = ", ".join(METHOD_OPTIONS[name]) or "no options"
         raise UserError(f"{where}: method {name!r} has unknown option(s) {', '.join(bad)}; it takes {allowed}")
+    for key, value in options.items():  # every option is a positive number (churn may be 0)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if key == "churn" else value > 0)
+        if key in ("steps", "batch", "max_iter"):
+            ok = ok and float(value).is_integer()
+        if not ok:
+            raise UserError(f"{where}: method {name!r} option {key} must be a positive number, got {value!r}")
     return MethodSpec(name=name, options=options)
 
 

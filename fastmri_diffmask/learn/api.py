@@ -227,6 +227,8 @@ def _check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: 
         raise UserError(f"--acceleration must be > 1, got {acceleration:g}")
     if opts.corner_cut and kind != "point":
         raise UserError("--corner-cut applies to point masks only; add --kind point or drop it")
+    if not (opts.init_power >= 0 and opts.init_power < float("inf")):
+        raise UserError(f"--init-power must be a finite number >= 0, got {opts.init_power}")
     if opts.init_density not in ("uniform", "vd"):
         raise UserError(f"--init-density must be uniform or vd, got {opts.init_density!r}")
     if opts.resume and opts.init_from:
