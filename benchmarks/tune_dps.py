@@ -33,45 +33,39 @@ def main():
     p.add_argument("--prior", default="default")
     p.add_argument("--out", default="benchmarks/tune_dps.jsonl")
     a = p.parse_args()
-    from fastmri_diffmask.dataset import load_slices
-    from fastmri_diffmask.masks.select import make_mask
+    from _val_cases import load_cases
     from fastmri_diffmask.metrics import score
     from fastmri_diffmask.physics import MultiCoilOperator
     from fastmri_diffmask.prior.weights import load_prior
-    from fastmri_diffmask.recon.run import sens_maps_for
     from fastmri_diffmask.sample.dps import data_consistency, dps_reconstruct
 
-    data = load_slices(a.data, a.split, num_slices=a.num_slices, sens_backend="none")
+    data, cases = load_cases(a.data, a.split, a.num_slices, a.accelerations, a.masks)
     k, target = data.kspace.numpy(), data.target.numpy()
     prior = load_prior(a.prior, device="cpu")
     with open(a.out, "a") as log:
-        for r in a.accelerations:
-            nlf = 16 if r <= 4 else 10
-            for mt in a.masks:
-                m = make_mask(mt, k.shape[-2:], r, nlf, seed=0)
-                maps = np.stack([sens_maps_for(k[i] * m.mask, None, nlf, "espirit-bart") for i in range(len(k))])
-                mask = torch.from_numpy(np.ascontiguousarray(m.mask, np.float32))[None, None]
-                y = torch.from_numpy(k * m.mask)
-                sm = torch.from_numpy(np.ascontiguousarray(maps))
-                for zeta in a.zetas:
-                    t0, outs = time.time(), []
-                    g = torch.Generator().manual_seed(0)
-                    for i in range(0, len(k), a.batch):
-                        outs.append(dps_reconstruct(prior, y[i:i + a.batch], mask, sm[i:i + a.batch], steps=a.steps,
-                                                    zeta=zeta, generator=g, progress=False))
-                    x = torch.cat(outs)
-                    sec = (time.time() - t0) / len(k)
-                    op = MultiCoilOperator(sm, mask)
-                    for mu in a.dc_weights:
-                        rec = x if mu == 0 else data_consistency(op, y, x, mu, a.dc_iters)
-                        sc = [score(target[i], rec[i].abs().numpy()) for i in range(len(k))]
-                        row = {"R": r, "mask": mt, "achieved_R": round(m.acceleration, 3), "zeta": zeta,
-                               "dc_weight": mu, "steps": a.steps, "prior": prior.sha256[:12],
-                               "psnr": float(np.mean([s["psnr"] for s in sc])),
-                               "ssim": float(np.mean([s["ssim"] for s in sc])),
-                               "dps_seconds_per_slice": round(sec, 2), "slices": len(k), "split": a.split}
-                        print(json.dumps(row), flush=True)
-                        log.write(json.dumps(row) + "\n")
+        for r, mt, m, maps in cases:
+            mask = torch.from_numpy(np.ascontiguousarray(m.mask, np.float32))[None, None]
+            y = torch.from_numpy(k * m.mask)
+            sm = torch.from_numpy(np.ascontiguousarray(maps))
+            for zeta in a.zetas:
+                t0, outs = time.time(), []
+                g = torch.Generator().manual_seed(0)
+                for i in range(0, len(k), a.batch):
+                    outs.append(dps_reconstruct(prior, y[i:i + a.batch], mask, sm[i:i + a.batch], steps=a.steps,
+                                                zeta=zeta, generator=g, progress=False))
+                x = torch.cat(outs)
+                sec = (time.time() - t0) / len(k)
+                op = MultiCoilOperator(sm, mask)
+                for mu in a.dc_weights:
+                    rec = x if mu == 0 else data_consistency(op, y, x, mu, a.dc_iters)
+                    sc = [score(target[i], rec[i].abs().numpy()) for i in range(len(k))]
+                    row = {"R": r, "mask": mt, "achieved_R": round(m.acceleration, 3), "zeta": zeta,
+                           "dc_weight": mu, "steps": a.steps, "prior": prior.sha256[:12],
+                           "psnr": float(np.mean([s["psnr"] for s in sc])),
+                           "ssim": float(np.mean([s["ssim"] for s in sc])),
+                           "dps_seconds_per_slice": round(sec, 2), "slices": len(k), "split": a.split}
+                    print(json.dumps(row), flush=True)
+                    log.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -29,31 +29,26 @@ def main():
     p.add_argument("--prior", default="default")
     p.add_argument("--out", default="benchmarks/tune_recon.jsonl")
     a = p.parse_args()
-    from fastmri_diffmask.dataset import load_slices
-    from fastmri_diffmask.masks.select import make_mask
+    from _val_cases import load_cases
     from fastmri_diffmask.metrics import score
     from fastmri_diffmask.prior.weights import load_prior
-    from fastmri_diffmask.recon.run import ReconSettings, reconstruct_slices, sens_maps_for
+    from fastmri_diffmask.recon.run import ReconSettings, reconstruct_slices
 
-    data = load_slices(a.data, a.split, num_slices=a.num_slices, sens_backend="none")
+    data, cases = load_cases(a.data, a.split, a.num_slices, a.accelerations, a.masks)
     k, target = data.kspace.numpy(), data.target.numpy()
     prior = load_prior(a.prior, device="cpu") if a.zetas else None
     with open(a.out, "a") as log:
-        for r in a.accelerations:
-            nlf = 16 if r <= 4 else 10
-            for mt in a.masks:
-                m = make_mask(mt, k.shape[-2:], r, nlf, seed=0)
-                maps = np.stack([sens_maps_for(k[i] * m.mask, None, nlf, "espirit-bart") for i in range(len(k))])
-                settings = [(meth, {"lamda": lam}) for meth in a.methods for lam in a.lamdas]
-                settings += [("dps", {"zeta": z, "steps": a.dps_steps}) for z in a.zetas]
-                for meth, kw in settings:
-                    s = ReconSettings(method=meth, prior=prior, device="cpu", seed=0, **kw)
-                    rec = reconstruct_slices(k, m.mask, maps, m.acceleration, s)
-                    sc = [score(target[i], rec[i]) for i in range(len(k))]
-                    row = {"R": r, "mask": mt, "method": meth, **kw, "psnr": float(np.mean([x["psnr"] for x in sc])),
-                           "ssim": float(np.mean([x["ssim"] for x in sc])), "slices": len(k), "split": a.split}
-                    print(json.dumps(row), flush=True)
-                    log.write(json.dumps(row) + "\n")
+        for r, mt, m, maps in cases:
+            settings = [(meth, {"lamda": lam}) for meth in a.methods for lam in a.lamdas]
+            settings += [("dps", {"zeta": z, "steps": a.dps_steps}) for z in a.zetas]
+            for meth, kw in settings:
+                s = ReconSettings(method=meth, prior=prior, device="cpu", seed=0, **kw)
+                rec = reconstruct_slices(k, m.mask, maps, m.acceleration, s)
+                sc = [score(target[i], rec[i]) for i in range(len(k))]
+                row = {"R": r, "mask": mt, "method": meth, **kw, "psnr": float(np.mean([x["psnr"] for x in sc])),
+                       "ssim": float(np.mean([x["ssim"] for x in sc])), "slices": len(k), "split": a.split}
+                print(json.dumps(row), flush=True)
+                log.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":
