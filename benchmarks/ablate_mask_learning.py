@@ -162,9 +162,9 @@ def run_learn(args, prior, train, val) -> None:
     init = None
     if args.init_vd is not None:  # start from the vd density (1 - |k|)^p
         from fastmri_diffmask.masks.baselines import vd_density
+        from fastmri_diffmask.masks.bernoulli import density_logits
 
-        p = np.clip(vd_density((val.kspace.shape[-1],), args.init_vd), 1e-3, 1 - 1e-3)
-        init = torch.from_numpy(np.log(p / (1 - p))).float()
+        init = density_logits(vd_density((val.kspace.shape[-1],), args.init_vd))
     mask, hist = learn_mask(prior, sub, val, "line", args.acceleration, args.nlf, lc, progress=not args.quiet,
                             init_logits=init)
     secs = time.time() - t0
@@ -189,7 +189,7 @@ def run_select(args, prior, val) -> None:
     through the same selection, so the pair separates the density from the selection. Compare on
     the slices not used for selecting (``table --skip-slices``).
     """
-    from fastmri_diffmask.masks.bernoulli import BernoulliMask
+    from fastmri_diffmask.masks.bernoulli import BernoulliMask, density_logits
 
     w, r, c = val.kspace.shape[-1], args.acceleration, args.nlf
     mask = BernoulliMask(w, r, c)
@@ -204,9 +204,8 @@ def run_select(args, prior, val) -> None:
         if not rows:
             raise SystemExit(f"no learned row at R={r:g} named {args.density!r}")
         p, label = np.asarray(rows[-1]["probabilities"]), rows[-1]["mask"].rsplit(" [", 1)[0]
-    p = np.clip(p / p.max(), 1e-4, 1 - 1e-4)
     with torch.no_grad():
-        mask.logits.copy_(torch.from_numpy(np.log(p / (1 - p))).float())
+        mask.logits.copy_(density_logits(p, floor=1e-4))
     g = torch.Generator().manual_seed(2)
     draws = [mask.draw_exact(g, stratified=True).numpy() for _ in range(args.export_draws)]
     sel = val.subset(range(args.select_slices))

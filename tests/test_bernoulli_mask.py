@@ -146,3 +146,17 @@ def test_stratified_draws_have_exact_budget_and_follow_the_density():
     draws = torch.stack([m.draw_exact(g, stratified=True) for _ in range(3000)])
     assert torch.all(draws.sum(1) == 16) and torch.all(draws[:, m.fixed] == 1)
     assert torch.allclose(draws.mean(0), m.probabilities().detach(), atol=0.05)
+
+
+def test_density_logits_start_proportional_to_the_density():
+    """A mask started from ``density_logits`` of a density whose mean exceeds the budget has
+    renormalised probabilities proportional to that density (LOUPE scales them down)."""
+    from fastmri_diffmask.masks.baselines import vd_density
+    from fastmri_diffmask.masks.bernoulli import density_logits
+
+    d = vd_density((64,), 2.0)
+    m = BernoulliMask(64, 4, 8, logits=density_logits(d, floor=1e-6))
+    p = m.probabilities().detach().numpy().astype(np.float64)
+    free = m.free.numpy()
+    ratio = p[free] / np.clip(d[free] / d.max(), 1e-6, None)
+    assert np.allclose(ratio, ratio[0], rtol=1e-4) and abs(p.sum() - 16) < 1e-4

@@ -305,9 +305,9 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     shape = (w,) if kind == "line" else (h, w)
     if init_logits is None and opts.init_density == "vd":
         from ..masks.baselines import vd_density
+        from ..masks.bernoulli import density_logits
 
-        p = np.clip(vd_density(shape, opts.init_power), 1e-3, 1 - 1e-3)
-        init_logits = torch.from_numpy(np.log(p / (1 - p))).float()
+        init_logits = density_logits(vd_density(shape, opts.init_power))
     if init_logits is not None and tuple(init_logits.shape) != shape:
         raise UserError(f"--init-from mask has shape {tuple(init_logits.shape)} but the data need {shape}; use a mask learned at this size")
     nlf = opts.num_low_frequencies

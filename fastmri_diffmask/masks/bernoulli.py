@@ -293,6 +293,15 @@ class BernoulliMask(nn.Module):
                         order=None if order is None else np.asarray(order, np.int64), metadata=meta)
 
 
+def density_logits(density, floor: float = 1e-3) -> torch.Tensor:
+    """Logits whose sigmoid is ``density`` scaled to a peak of 1 and clipped to
+    ``[floor, 1 - floor]``: a starting point for :class:`BernoulliMask` (the LOUPE
+    renormalisation then rescales it to the budget)."""
+    p = np.asarray(density, np.float64)
+    p = np.clip(p / p.max(), floor, 1 - floor)
+    return torch.from_numpy(np.log(p / (1 - p))).float()
+
+
 def as_kspace_mask(m: torch.Tensor, kind: str) -> torch.Tensor:
     """Batch of masks ``(B, W)`` or ``(B, H, W)`` -> broadcastable to ``(B, C, H, W)``:
     ``(B, 1, 1, W)`` for lines, ``(B, 1, H, W)`` for points."""
