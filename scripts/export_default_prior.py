@@ -5,7 +5,9 @@
 
 Writes the weights (safetensors, config in the metadata) and a JSON card next to them with the
 architecture, data, steps, wall time, final loss and the held-out denoising PSNR at several noise
-levels on the validation split (PSNR of the 2-channel image, peak = max |x|).
+levels on the validation split (PSNR of the 2-channel image, peak = max |x|). With
+``--shards-to training`` the resumable checkpoint is also split into committable shards
+(``training/prior.ckpt-0000i-of-0000n.safetensors`` + index; see training/README.md).
 """
 
 import argparse
@@ -37,17 +39,18 @@ def main():
     p.add_argument("--ckpt", default="runs/prior/prior.ckpt.safetensors")
     p.add_argument("--data", default="runs/data")
     p.add_argument("--out", default="fastmri_diffmask/prior/default/edm_unet_colin27_128.safetensors")
+    p.add_argument("--shards-to", default=None,
+                   help="also split the checkpoint into <= 15 MB shards in this folder (committable: training/)")
     p.add_argument("--wall-minutes", type=float, default=None, help="training wall time to record")
     a = p.parse_args()
-    from safetensors import safe_open
-
     from fastmri_diffmask.dataset import load_slices
     from fastmri_diffmask.embedded import DATA_ID
+    from fastmri_diffmask.prior.shards import read_tensors, split_file
     from fastmri_diffmask.prior.train import export_checkpoint
     from fastmri_diffmask.prior.weights import load_prior
 
-    with safe_open(a.ckpt, framework="pt") as f:
-        log = json.loads(f.metadata().get("log", "[]"))
+    _, meta = read_tensors(a.ckpt)
+    log = json.loads(meta.get("log", "[]"))
     wall = a.wall_minutes if a.wall_minutes is not None else (log[-1]["seconds"] / 60 if log else None)
     extra = {"data": f"{DATA_ID} train split (138 slices, 8 simulated coils, true maps)",
              "image_size": [128, 128], "scaling": "complex image / 99th percentile of magnitude",
@@ -60,6 +63,8 @@ def main():
     card["heldout_denoising_val"] = denoising_psnr(prior, val, [0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
     card["loss_log_tail"] = log[-5:]
     Path(out).with_suffix(".json").write_text(json.dumps(card, indent=1))
+    if a.shards_to:
+        print("checkpoint shards:", split_file(a.ckpt, a.shards_to))
     print(json.dumps({k: card[k] for k in ("steps", "final_loss", "parameters", "heldout_denoising_val")}, indent=1))
 
 

@@ -8,6 +8,7 @@ import torch
 from fastmri_diffmask.errors import UserError
 from fastmri_diffmask.prior.edm import EDMPrecond, edm_coefficients, edm_loss
 from fastmri_diffmask.prior.gaussian import GaussianPrior
+from fastmri_diffmask.prior.shards import read_tensors, split_file
 from fastmri_diffmask.prior.train import TrainConfig, export_checkpoint, train_prior
 from fastmri_diffmask.prior.unet import UNet
 from fastmri_diffmask.prior.weights import load_prior, save_prior
@@ -87,6 +88,35 @@ def test_training_lowers_loss_and_resume_is_exact(tmp_path):
     resumed = train_prior(imgs, tmp_path / "part.safetensors", cfg, resume=True, progress=False)
     a, b = full["_ema"].state_dict(), resumed["_ema"].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_from_committed_shards_is_exact(tmp_path):
+    """A checkpoint split into shards (the form committed to git) resumes to the same weights."""
+    imgs = _images(n=8, size=16)
+    cfg = TrainConfig(steps=12, batch=4, lr=2e-3, warmup=2, preset="tiny", checkpoint_every=6, log_every=3)
+    full = train_prior(imgs, tmp_path / "full.safetensors", cfg, progress=False)
+    train_prior(imgs, tmp_path / "part.safetensors", TrainConfig(**{**cfg.__dict__, "steps": 6}), progress=False)
+    ckpt = tmp_path / "part.ckpt.safetensors"
+    whole, meta = read_tensors(ckpt)
+    max_bytes = 20_000
+    index = split_file(ckpt, tmp_path / "git", max_bytes=max_bytes)
+    shard_files = sorted((tmp_path / "git").glob("part.ckpt-*-of-*.safetensors"))
+    assert len(shard_files) >= 2 and index == tmp_path / "git" / "part.ckpt.safetensors.index.json"
+    biggest = max(v.numel() * v.element_size() for v in whole.values())
+    for f in shard_files:  # each shard holds at most max_bytes of tensors, unless one tensor alone is bigger
+        part, _ = read_tensors(f)
+        assert sum(v.numel() * v.element_size() for v in part.values()) <= max(max_bytes, biggest)
+    again, meta2 = read_tensors(tmp_path / "git" / "part.ckpt.safetensors")
+    assert meta2 == meta and again.keys() == whole.keys() and all(torch.equal(again[k], whole[k]) for k in whole)
+    # resume from the shards alone
+    resumed = train_prior(imgs, tmp_path / "git" / "part.safetensors", cfg, resume=True, progress=False)
+    a, b = full["_ema"].state_dict(), resumed["_ema"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a missing shard is one clear error
+    shard_files[0].unlink()
+    (tmp_path / "git" / "part.ckpt.safetensors").unlink()
+    with pytest.raises(UserError, match="missing"):
+        read_tensors(tmp_path / "git" / "part.ckpt.safetensors")
 
 
 def test_save_load_round_trip_and_errors(tmp_path):

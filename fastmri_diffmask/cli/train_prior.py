@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-train", type=int, default=None, help="use only the first N slices")
     p.add_argument("--sens-backend", default="auto", choices=["auto", "file", "sigpy", "bart"])
-    p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt.safetensors")
+    p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt.safetensors, or from its shards (training/README.md)")
     add_device_argument(p)
     p.set_defaults(func=run)
 

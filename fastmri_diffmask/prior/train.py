@@ -24,13 +24,15 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ..errors import UserError
 from ..physics import percentile_scale, to_channels
 from ..utils import atomic_path, resolve_device
+from . import shards
 from .edm import EDMPrecond, edm_loss, sample_sigma
+from .shards import read_tensors
 from .unet import PRESETS, UNet
 from .weights import save_prior
 
@@ -84,11 +86,7 @@ def _save_checkpoint(path: Path, step: int, model, ema, opt, gen: torch.Generato
 
 
 def _load_checkpoint(path: Path, model, ema, opt, gen: torch.Generator) -> tuple[int, list]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-    state = load_file(str(path))
+    state, meta = read_tensors(path)  # the file, or its committed shards (prior/shards.py)
     model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
     ema.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
     opt_state = {}
@@ -137,7 +135,7 @@ def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume:
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step, log = 0, []
     ckpt = _ckpt_path(out)
-    if resume and ckpt.is_file():
+    if resume and shards.exists(ckpt):
         step, log = _load_checkpoint(ckpt, model, ema, opt, gen)
         if rank:  # the checkpoint holds rank 0's generator: the other ranks need their own streams
             gen.manual_seed((cfg.seed * 1000 + rank) * 1_000_003 + step)
@@ -197,14 +195,11 @@ def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume:
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path, extra: dict | None = None) -> Path:
-    """Write the EMA weights of a training checkpoint as a loadable prior file (``load_prior``)."""
-    from safetensors import safe_open
-
-    with safe_open(str(ckpt), framework="pt") as f:
-        meta = f.metadata()
+    """Write the EMA weights of a training checkpoint (a file, or its shards) as a loadable prior
+    file (``load_prior``)."""
+    state, meta = read_tensors(ckpt)
     cfg = TrainConfig(**json.loads(meta["config"]))
     log = json.loads(meta.get("log", "[]"))
-    state = load_file(str(ckpt))
     model = EDMPrecond(UNet(in_channels=2, **PRESETS[cfg.preset]))
     model.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
     card = {"kind": "edm-unet", "unet": model.backbone.config, "sigma_data": model.sigma_data,
