@@ -160,3 +160,25 @@ def test_density_logits_start_proportional_to_the_density():
     free = m.free.numpy()
     ratio = p[free] / np.clip(d[free] / d.max(), 1e-6, None)
     assert np.allclose(ratio, ratio[0], rtol=1e-4) and abs(p.sum() - 16) < 1e-4
+
+
+def test_flattened_density_keeps_the_budget_and_draws_follow_it():
+    """``flattened(w)`` moves p' towards a flat density with the same budget: w = 1 is uniform on
+    the free entries; draws from it are exact-budget, keep the centre, and follow it."""
+    m = BernoulliMask(64, 4, 4)
+    with torch.no_grad():
+        m.logits.copy_(torch.linspace(-3, 3, 64))
+    p = m.probabilities().detach()
+    for w in (0.0, 0.3, 1.0):
+        q = m.flattened(w)
+        assert abs(float(q[m.free].sum()) - (m.budget - m.num_fixed)) < 1e-4 and torch.all(q[m.fixed] == 1)
+    assert torch.allclose(m.flattened(0.0), p)
+    flat = m.flattened(1.0)[m.free]
+    assert torch.allclose(flat, torch.full_like(flat, m.target_mean))
+    g = torch.Generator().manual_seed(0)
+    q = m.flattened(0.5)
+    draws = torch.stack([m.draw_exact(g, stratified=True, probabilities=q) for _ in range(3000)])
+    assert torch.all(draws.sum(1) == 16) and torch.all(draws[:, m.fixed] == 1)
+    assert torch.allclose(draws.mean(0), q, atol=0.05)
+    with pytest.raises(UserError, match=r"\[0, 1\]"):
+        m.flattened(1.5)

@@ -1,6 +1,7 @@
 """Mask learning: objective gradients, SSIM, determinism, exact resume, nested masks, the oracle
 (a Gaussian prior whose best line mask is known) and the learn-mask CLI's bad-input handling."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -324,3 +325,33 @@ def test_export_best_picks_the_optimum_among_draws_topk_and_quantile(oracle):
     assert len(ex["scores"]) == 8 and ex["labels"][:2] == ["topk", "quantile"]
     assert ex["chosen"] == int(np.argmin(ex["scores"])) and int(chosen.sum()) == 8
     assert ex["chosen_label"] == "topk" and torch.equal(chosen.bool(), mask.binarize("topk").bool())
+
+
+def test_export_flatten_adds_flattened_families_without_changing_the_first(oracle):
+    """``export_flatten=(0, 1)``: the draws of p' are those of a run without flattening (same
+    seeds), then as many draws from the flat density join them, labelled; the winner is the
+    proxy's optimum among all. A weight outside [0, 1] is refused."""
+    from fastmri_diffmask.dataset import load_slices
+    from fastmri_diffmask.errors import UserError
+    from fastmri_diffmask.learn.loop import Validator, choose_sampled
+
+    root, _, prior = oracle
+    train, val = load_slices(root, "train"), load_slices(root, "val")
+    cfg = LearnConfig(steps=10, batch=4, lr=0.05, export="sampled", export_draws=3)
+    mask, hist = learn_mask(prior, train, val, "line", 4, 4, cfg, progress=False)
+    both = dataclasses.replace(cfg, export_flatten=(0.0, 1.0))
+    validator = Validator(prior, val, both, "cpu")
+    ex = choose_sampled(mask, validator, both)
+    assert ex["labels"] == ["draw 0", "draw 1", "draw 2", "flat 1 draw 0", "flat 1 draw 1", "flat 1 draw 2"]
+    assert ex["scores"][:3] == pytest.approx(hist["export"]["scores"])
+    assert ex["chosen"] == int(np.argmin(ex["scores"])) and int(np.sum(ex["mask"])) == 8
+    with pytest.raises(UserError, match="flattening"):
+        dataclasses.replace(cfg, export_flatten=(0.0, 2.0)).validate(4)
+
+
+def test_cli_refuses_bad_flatten_and_dc_weight(oracle, tmp_path, capsys):
+    root, path, _ = oracle
+    out = tmp_path / "m.safetensors"
+    _assert_refused(capsys, _cli(root, path, out, "--export-flatten", "0,abc"), out)
+    _assert_refused(capsys, _cli(root, path, out, "--export-flatten", "0,1.5"), out)
+    _assert_refused(capsys, _cli(root, path, out, "--select-dc-weight", "0"), out)

@@ -62,6 +62,10 @@ def register(sub) -> None:
                    help="how --export sampled/best picks its mask on val: the one-step proxy or DPS PSNR (--dps-steps)")
     o.add_argument("--select-slices", type=int, default=_D.select_slices,
                    help="validation slices the DPS selection uses (default 4)")
+    o.add_argument("--select-dc-weight", type=float, default=_D.select_dc_weight,
+                   help="data-consistency weight of the selection's DPS (default: plain DPS)")
+    o.add_argument("--export-flatten", default=_D.export_flatten,
+                   help="comma-separated weights w: draws also come from (1-w) p' + w * flat (default 0)")
     o.add_argument("--nested", action="store_true", help="learn nested masks at 4R, 2R, R (coarse to fine)")
     o.add_argument("--resume", action="store_true", help="continue an interrupted run from <out>.ckpt")
     o.add_argument("--init-from", default=_D.init_from, help="start from the logits of an existing mask file")

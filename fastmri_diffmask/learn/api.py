@@ -108,6 +108,12 @@ class LearnMaskOptions:
         the PSNR of DPS with ``dps_steps`` steps (slower, and what the mask will be judged by).
     select_slices : int or None
         Validation slices the DPS selection uses (the first N; None = all).
+    select_dc_weight : float or None
+        Data-consistency weight of the selection's DPS (``dc_weight`` of
+        :func:`~fastmri_diffmask.sample.dps.dps_reconstruct`; None = plain DPS).
+    export_flatten : str
+        Comma-separated weights ``w`` in [0, 1]: the draws come from ``(1 - w) p' + w s`` for each
+        (``export_draws`` per weight); "0" draws from the learned density only.
     nested : bool
         Learn nested masks at 4R, 2R, R (coarse to fine); the file stores their order.
     resume : bool
@@ -156,6 +162,8 @@ class LearnMaskOptions:
     export_draws: int = _LOOP.export_draws
     export_select: str = "dps"
     select_slices: int | None = _LOOP.select_slices
+    select_dc_weight: float | None = _LOOP.select_dc_weight
+    export_flatten: str = "0"
     nested: bool = False
     resume: bool = False
     init_from: str | None = None
@@ -200,6 +208,8 @@ def _convert(name: str, value: Any):
             return True
         raise UserError(f"{flag} is a switch (give true or leave it out)" if typ is bool
                         else f"{flag} needs a value, got {value!r}")
+    if typ is str and isinstance(value, (list, tuple)):  # a YAML list for a comma-separated option
+        value = ",".join(str(v) for v in value)
     try:
         return typ(str(value))
     except ValueError:
@@ -210,6 +220,14 @@ def preview_path(out: str | Path) -> Path:
     """Where :func:`learn_mask_file` writes the PNG for mask file ``out`` (``<out>.png``)."""
     out = Path(out)
     return out.with_suffix(".png") if out.suffix != ".png" else out.with_name(out.name + ".preview.png")
+
+
+def parse_flatten(text: str) -> tuple[float, ...]:
+    """``"0,0.5,1"`` -> ``(0.0, 0.5, 1.0)``; an unreadable entry gives an empty tuple."""
+    try:
+        return tuple(float(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        return ()
 
 
 def _check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: str) -> None:
@@ -231,6 +249,11 @@ def _check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: 
         raise UserError(f"--init-power must be a finite number >= 0, got {opts.init_power}")
     if opts.init_density not in ("uniform", "vd"):
         raise UserError(f"--init-density must be uniform or vd, got {opts.init_density!r}")
+    weights = parse_flatten(opts.export_flatten)
+    if not weights or not all(0.0 <= w <= 1.0 for w in weights):
+        raise UserError(f"--export-flatten takes comma-separated weights in [0, 1] such as 0,0.5,1; got {opts.export_flatten!r}")
+    if opts.select_dc_weight is not None and not opts.select_dc_weight > 0:
+        raise UserError(f"--select-dc-weight must be > 0, got {opts.select_dc_weight}")
     if opts.resume and opts.init_from:
         raise UserError("--resume and --init-from exclude each other; pick one")
 
@@ -322,6 +345,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                       val_every=opts.val_every, dps_every=opts.dps_every, dps_steps=opts.dps_steps,
                       export=opts.export, export_draws=opts.export_draws,
                       export_select=opts.export_select, select_slices=opts.select_slices,
+                      select_dc_weight=opts.select_dc_weight, export_flatten=parse_flatten(opts.export_flatten),
                       checkpoint_every=opts.checkpoint_every)
     ckpt = out.with_name(out.name + ".ckpt")
     t0 = time.time()

@@ -69,7 +69,9 @@ class LearnConfig:
     export_draws: int = 8
     export_stratified: bool = True
     export_select: str = "proxy"
+    export_flatten: tuple = (0.0,)
     select_slices: int | None = 4
+    select_dc_weight: float | None = None
     checkpoint_every: int = 50
 
     def validate(self, n_train: int) -> "LearnConfig":
@@ -84,6 +86,10 @@ class LearnConfig:
             raise UserError(f"unknown lr schedule {self.lr_schedule!r}; use constant or cosine")
         if self.export_select not in ("proxy", "dps"):
             raise UserError(f"unknown export selection {self.export_select!r}; use proxy or dps")
+        if not self.export_flatten or not all(0.0 <= float(w) <= 1.0 for w in self.export_flatten):
+            raise UserError(f"export flattening weights must lie in [0, 1], got {list(self.export_flatten)}")
+        if self.select_dc_weight is not None and not self.select_dc_weight > 0:
+            raise UserError(f"the selection's data-consistency weight must be > 0, got {self.select_dc_weight}")
         if self.export not in EXPORTS or self.val_export not in ("topk", "quantile"):
             raise UserError(f"unknown export {self.export!r}; use one of {', '.join(EXPORTS)}")
         if n_train < 1:
@@ -167,7 +173,8 @@ class Validator:
         k = self.val.kspace[:n].to(self.device)
         g = torch.Generator().manual_seed(seed)
         rec = dps_reconstruct(self.prior, k * km, km, self.val.sens_maps[:n].to(self.device),
-                              steps=steps or self.cfg.dps_steps, generator=g, progress=False)
+                              steps=steps or self.cfg.dps_steps, generator=g, progress=False,
+                              dc_weight=self.cfg.select_dc_weight)
         return float(psnr(rec.abs(), self.val.images[:n].to(self.device).abs()).mean())
 
 
@@ -337,14 +344,19 @@ def learn_mask(prior, train, val, kind: str, acceleration: float, num_low_freque
 
 
 def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig) -> dict:
-    """Best of ``cfg.export_draws`` exact-budget draws from ``p'`` (stratified when
-    ``cfg.export_stratified``; with ``cfg.export == "best"`` the top-k and quantile masks join
-    them) by the validation proxy, or by the PSNR of DPS (``cfg.dps_steps`` steps, first
-    ``cfg.select_slices`` validation slices) when ``cfg.export_select == "dps"`` or
-    ``cfg.dps_every``. Returns ``{"mask", "scores", "chosen", "labels", "chosen_label"}``."""
+    """Best of ``cfg.export_draws`` exact-budget draws from ``p'`` and from each flattened density
+    ``(1 - w) p' + w s`` of ``cfg.export_flatten`` (stratified when ``cfg.export_stratified``;
+    with ``cfg.export == "best"`` the top-k and quantile masks join them) by the validation
+    proxy, or by the PSNR of DPS (``cfg.dps_steps`` steps, then the data-consistency step
+    ``cfg.select_dc_weight``, first ``cfg.select_slices`` validation slices) when
+    ``cfg.export_select == "dps"`` or ``cfg.dps_every``.
+    Returns ``{"mask", "scores", "chosen", "labels", "chosen_label"}``."""
     g = torch.Generator().manual_seed(cfg.seed + 2)
-    draws = [mask.draw_exact(g, stratified=cfg.export_stratified) for _ in range(cfg.export_draws)]
-    labels = [f"draw {i}" for i in range(len(draws))]
+    draws, labels = [], []
+    for w in cfg.export_flatten:  # weight 0: p' itself; the first family's draws do not depend on the others
+        p = mask.flattened(w)
+        draws += [mask.draw_exact(g, stratified=cfg.export_stratified, probabilities=p) for _ in range(cfg.export_draws)]
+        labels += [f"draw {i}" if w == 0 else f"flat {w:g} draw {i}" for i in range(cfg.export_draws)]
     if cfg.export == "best":  # the deterministic exports compete with the draws
         draws = [mask.binarize("topk"), mask.binarize("quantile")] + draws
         labels = ["topk", "quantile"] + labels

@@ -243,7 +243,18 @@ class BernoulliMask(nn.Module):
             chosen += [i for i in self._free_order(p) if i not in taken][: m - len(chosen)]
         return np.asarray(chosen[:m], dtype=np.int64)
 
-    def draw_exact(self, generator: torch.Generator | None = None, stratified: bool = False) -> torch.Tensor:
+    def flattened(self, weight: float) -> torch.Tensor:
+        """``(1 - weight) p' + weight s`` on the free entries (``s`` = :attr:`target_mean`; fixed
+        entries 1, excluded 0): the learned density moved towards a flat one, with the same
+        budget. ``weight`` 0 is ``p'``, 1 is uniform random sampling outside the centre."""
+        if not 0.0 <= float(weight) <= 1.0:
+            raise UserError(f"a flattening weight must lie in [0, 1], got {weight}")
+        p = self.probabilities().detach()
+        flat = torch.where(self.free, torch.full_like(p, self.target_mean), p)
+        return (1 - float(weight)) * p + float(weight) * flat
+
+    def draw_exact(self, generator: torch.Generator | None = None, stratified: bool = False,
+                   probabilities: torch.Tensor | None = None) -> torch.Tensor:
         """One random 0/1 mask with exactly the budget.
 
         ``stratified=False``: the free samples drawn without replacement with weights ``p'``
@@ -251,9 +262,9 @@ class BernoulliMask(nn.Module):
         of the cumulative density (walk order as in :meth:`binarize`), at a uniform random
         position in it - the jittered version of the ``"quantile"`` export, inclusion
         probabilities ``~p'`` with the samples spread like the density (a collision moves to the
-        next free entry of the walk).
+        next free entry of the walk). ``probabilities`` replaces ``p'`` (e.g. :meth:`flattened`).
         """
-        p = self.probabilities().detach().cpu().double()
+        p = (self.probabilities() if probabilities is None else probabilities).detach().cpu().double()
         m = self.budget - self.num_fixed
         out = self.fixed.cpu().clone().ravel()
         if m > 0 and not stratified:

@@ -1,0 +1,99 @@
+"""Which cheap judge ranks exact-budget line masks the way a full DPS reconstruction does?
+
+    python benchmarks/judge_study.py --mask-file runs/p1_128/masks/learned_R4.safetensors \
+        --out benchmarks/judge_study_R4.jsonl
+
+Candidates: ``--draws`` stratified exact-budget draws from each of four densities over the free
+lines: the learned probabilities of ``--mask-file``, their 50/50 mix with a flat density, the flat
+density, and the (1-r)^2 variable density. Judges, on the first ``--judge-slices`` validation
+slices: DPS with 25 steps as it is (the learn-mask export selector of session 2), DPS 25 and 50
+steps followed by the data-consistency step (dc 0.03). Truth: DPS 100 steps + dc on the remaining
+validation slices (held apart from the judges). ESPIRiT (BART) maps from the fixed centre.
+One JSON line per mask, appended (a rerun skips finished masks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="runs/data")
+    p.add_argument("--mask-file", required=True)
+    p.add_argument("--draws", type=int, default=3)
+    p.add_argument("--judge-slices", type=int, default=4)
+    p.add_argument("--truth-steps", type=int, default=100)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", required=True)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    from fastmri_diffmask.dataset import load_slices
+    from fastmri_diffmask.masks.baselines import vd_density
+    from fastmri_diffmask.masks.bernoulli import BernoulliMask, density_logits
+    from fastmri_diffmask.masks.file import load_mask_file
+    from fastmri_diffmask.metrics import score
+    from fastmri_diffmask.physics import MultiCoilOperator, percentile_scale
+    from fastmri_diffmask.prior.weights import load_prior
+    from fastmri_diffmask.recon.run import sens_maps_for
+    from fastmri_diffmask.sample.dps import data_consistency, dps_reconstruct
+
+    mf = load_mask_file(a.mask_file)
+    r, nlf = mf.acceleration, mf.num_low_frequencies
+    data = load_slices(a.data, "val", sens_backend="none")
+    k, target = data.kspace.numpy(), data.target.numpy()
+    w = k.shape[-1]
+    centre = BernoulliMask((w,), r, nlf).fixed.numpy().astype(np.float32)
+    maps = np.stack([sens_maps_for(k[i] * centre, None, nlf, "espirit-bart") for i in range(len(k))])
+    prior = load_prior("default", device="cpu")
+    learned = np.asarray(mf.probabilities, np.float64)
+    free = centre < 0.5
+    flat = np.where(free, learned[free].mean(), 1.0)
+    densities = {"learned": learned, "mix50": 0.5 * learned + 0.5 * flat, "flat": flat,
+                 "vd2": vd_density((w,), 2.0)}
+    out = Path(a.out)
+    done = {json.loads(x)["label"] for x in out.read_text().splitlines()} if out.exists() else set()
+
+    def dps(mask, idx, steps, dc):
+        km = torch.from_numpy(mask).float().view(1, 1, 1, w)
+        kk = torch.from_numpy(k[idx]) * km
+        mm = torch.from_numpy(maps[idx])
+        g = torch.Generator().manual_seed(0)
+        rec = dps_reconstruct(prior, kk, km, mm, steps=steps, generator=g, progress=False)
+        res = {"plain": rec}
+        if dc:
+            op = MultiCoilOperator(mm, km)
+            scale = percentile_scale(op.adjoint(kk))
+            with torch.no_grad():
+                res["dc"] = data_consistency(op, kk / scale.unsqueeze(1), rec / scale, 0.03) * scale
+        return {key: float(np.mean([score(target[i], v[j].abs().numpy())["psnr"] for j, i in enumerate(idx)]))
+                for key, v in res.items()}
+
+    judge = list(range(a.judge_slices))
+    truth = list(range(a.judge_slices, len(k)))
+    for name, dens in densities.items():
+        bm = BernoulliMask((w,), r, nlf, logits=density_logits(dens))
+        for d in range(a.draws):
+            label = f"{name}-{d}"
+            if label in done:
+                continue
+            mask = bm.draw_exact(torch.Generator().manual_seed(d), stratified=True).numpy()
+            j25 = dps(mask, judge, 25, True)
+            j50 = dps(mask, judge, 50, True)
+            t = dps(mask, truth, a.truth_steps, True)
+            row = {"label": label, "density": name, "acceleration": r, "lines": int(mask.sum()),
+                   "j25": j25["plain"], "j25dc": j25["dc"], "j50dc": j50["dc"], "truth_dc": t["dc"],
+                   "truth_plain": t["plain"], "mask": np.flatnonzero(mask).tolist()}
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps({k2: (round(v, 3) if isinstance(v, float) else v) for k2, v in row.items() if k2 != "mask"}),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
