@@ -31,6 +31,8 @@ def main():
     p.add_argument("--num-low-frequencies", type=int, default=10)
     p.add_argument("--steps", type=int, nargs="+", default=[25, 50, 100, 200])
     p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--dc-weight", type=float, default=None, help="DPS final data-consistency step (P1 uses 0.03)")
+    p.add_argument("--churn", type=float, default=0.0)
     p.add_argument("--prior", default="default")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="benchmarks/dps.json")
@@ -66,11 +68,12 @@ def main():
 
     run("bart-l1")
     for steps in a.steps:
-        run("dps", steps=steps)
+        run("dps", steps=steps, dc_weight=a.dc_weight, churn=a.churn)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"acceleration": m.acceleration, "mask_type": a.mask_type, "slices": len(k), "threads": a.threads,
-            "shape": list(k.shape[1:]), "batch": a.batch}
+            "shape": list(k.shape[1:]), "batch": a.batch,
+            "torch_threads": torch.get_num_threads()}
     out.write_text(json.dumps({"settings": meta, "rows": rows}, indent=1))
     import matplotlib
 

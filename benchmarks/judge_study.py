@@ -3,7 +3,7 @@
     python benchmarks/judge_study.py --mask-file runs/p1_128/masks/learned_R4.safetensors \
         --out benchmarks/judge_study_R4.jsonl
 
-Candidates: ``--draws`` stratified exact-budget draws from each of four densities over the free
+Candidates: ``--draws`` stratified (or ``--independent``) exact-budget draws from each of four densities over the free
 lines: the learned probabilities of ``--mask-file``, their 50/50 mix with a flat density, the flat
 density, and the (1-r)^2 variable density. Judges, on the first ``--judge-slices`` validation
 slices: DPS with 25 steps as it is (the learn-mask export selector of session 2), DPS 25 and 50
@@ -30,8 +30,14 @@ def main():
     p.add_argument("--judge-slices", type=int, default=4)
     p.add_argument("--truth-steps", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--densities", nargs="+", default=["learned", "mix50", "flat", "vd2"])
+    p.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
+    p.add_argument("--independent", action="store_true",
+                   help="independent (Gumbel top-k) draws instead of stratified ones")
     p.add_argument("--out", required=True)
     a = p.parse_args()
+    if a.table:
+        return table(Path(a.out))
     torch.set_num_threads(a.threads)
     from fastmri_diffmask.dataset import load_slices
     from fastmri_diffmask.masks.baselines import vd_density
@@ -76,23 +82,42 @@ def main():
 
     judge = list(range(a.judge_slices))
     truth = list(range(a.judge_slices, len(k)))
-    for name, dens in densities.items():
-        bm = BernoulliMask((w,), r, nlf, logits=density_logits(dens))
+    for name in a.densities:
+        bm = BernoulliMask((w,), r, nlf, logits=density_logits(densities[name]))
         for d in range(a.draws):
-            label = f"{name}-{d}"
+            label = f"{name}{'-ind' if a.independent else ''}-{d}"
             if label in done:
                 continue
-            mask = bm.draw_exact(torch.Generator().manual_seed(d), stratified=True).numpy()
+            mask = bm.draw_exact(torch.Generator().manual_seed(d), stratified=not a.independent).numpy()
             j25 = dps(mask, judge, 25, True)
             j50 = dps(mask, judge, 50, True)
             t = dps(mask, truth, a.truth_steps, True)
-            row = {"label": label, "density": name, "acceleration": r, "lines": int(mask.sum()),
+            row = {"label": label, "density": name, "stratified": not a.independent, "acceleration": r, "lines": int(mask.sum()),
                    "j25": j25["plain"], "j25dc": j25["dc"], "j50dc": j50["dc"], "truth_dc": t["dc"],
                    "truth_plain": t["plain"], "mask": np.flatnonzero(mask).tolist()}
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps({k2: (round(v, 3) if isinstance(v, float) else v) for k2, v in row.items() if k2 != "mask"}),
                   flush=True)
+
+
+def table(path: Path) -> None:
+    """Per candidate the judges and the truth; per judge its Spearman rank correlation with the
+    truth and the truth of the candidate it would pick."""
+    from scipy.stats import spearmanr
+
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    judges = ("j25", "j25dc", "j50dc")
+    print("| candidate | draws | DPS-25 | DPS-25+dc | DPS-50+dc | truth: DPS-100+dc |\n|---|---|---|---|---|---|")
+    for r in rows:
+        kind = "stratified" if r.get("stratified", True) else "independent"
+        print(f"| {r['label']} | {kind} | " + " | ".join(f"{r[j]:.2f}" for j in judges) + f" | {r['truth_dc']:.2f} |")
+    truth = [r["truth_dc"] for r in rows]
+    print(f"\nbest truth: {max(truth):.2f} ({rows[int(np.argmax(truth))]['label']})")
+    for j in judges:
+        pick = rows[int(np.argmax([r[j] for r in rows]))]
+        rho = spearmanr([r[j] for r in rows], truth).statistic
+        print(f"{j}: Spearman {rho:+.2f}; picks {pick['label']} (truth {pick['truth_dc']:.2f})")
 
 
 if __name__ == "__main__":
