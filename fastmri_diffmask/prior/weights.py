@@ -83,8 +83,8 @@ def load_prior(name_or_path: str | Path = "default", device="auto") -> Denoiser:
 
     The returned module is in eval mode with gradients disabled for its parameters, and carries
     ``.config`` and ``.sha256`` (recorded in mask files). Convolutional priors are laid out
-    ``channels_last``: the same numbers up to float rounding, 5-10% faster for DPS on CPU
-    (BENCHMARKS.md, P3).
+    ``channels_last``: the same numbers up to float rounding, 1.16x faster for DPS on CPU
+    (``benchmarks/bench_layout.py``, BENCHMARKS.md P3).
     """
     if str(name_or_path) == "default":
         path = default_prior_path()
