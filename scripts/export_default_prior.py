@@ -45,12 +45,11 @@ def main():
     a = p.parse_args()
     from fastmri_diffmask.dataset import load_slices
     from fastmri_diffmask.embedded import DATA_ID
-    from fastmri_diffmask.prior.shards import read_tensors, split_file
+    from fastmri_diffmask.prior.shards import read_metadata, split_file
     from fastmri_diffmask.prior.train import export_checkpoint
     from fastmri_diffmask.prior.weights import load_prior
 
-    _, meta = read_tensors(a.ckpt)
-    log = json.loads(meta.get("log", "[]"))
+    log = json.loads(read_metadata(a.ckpt).get("log", "[]"))
     wall = a.wall_minutes if a.wall_minutes is not None else (log[-1]["seconds"] / 60 if log else None)
     extra = {"data": f"{DATA_ID} train split (138 slices, 8 simulated coils, true maps)",
              "image_size": [128, 128], "scaling": "complex image / 99th percentile of magnitude",

@@ -8,7 +8,7 @@ import torch
 from fastmri_diffmask.errors import UserError
 from fastmri_diffmask.prior.edm import EDMPrecond, edm_coefficients, edm_loss
 from fastmri_diffmask.prior.gaussian import GaussianPrior
-from fastmri_diffmask.prior.shards import read_tensors, split_file
+from fastmri_diffmask.prior.shards import read_metadata, read_tensors, split_file
 from fastmri_diffmask.prior.train import TrainConfig, export_checkpoint, train_prior
 from fastmri_diffmask.prior.unet import UNet
 from fastmri_diffmask.prior.weights import load_prior, save_prior
@@ -106,7 +106,12 @@ def test_resume_from_committed_shards_is_exact(tmp_path):
     for f in shard_files:  # each shard holds at most max_bytes of tensors, unless one tensor alone is bigger
         part, _ = read_tensors(f)
         assert sum(v.numel() * v.element_size() for v in part.values()) <= max(max_bytes, biggest)
+    # re-splitting into fewer shards leaves no stale shard of the earlier split behind
+    split_file(ckpt, tmp_path / "again", max_bytes=max_bytes)
+    split_file(ckpt, tmp_path / "again", max_bytes=10 ** 9)
+    assert [f.name for f in (tmp_path / "again").glob("*.safetensors")] == ["part.ckpt-00001-of-00001.safetensors"]
     again, meta2 = read_tensors(tmp_path / "git" / "part.ckpt.safetensors")
+    assert read_metadata(tmp_path / "git" / "part.ckpt.safetensors") == meta == read_metadata(ckpt)
     assert meta2 == meta and again.keys() == whole.keys() and all(torch.equal(again[k], whole[k]) for k in whole)
     # resume from the shards alone
     resumed = train_prior(imgs, tmp_path / "git" / "part.safetensors", cfg, resume=True, progress=False)

@@ -38,7 +38,8 @@ def split_file(path: str | Path, out_dir: str | Path | None = None, max_bytes: i
     """Split the safetensors file ``path`` into shards of at most ``max_bytes`` of tensor data
     each (a tensor larger than that gets a shard of its own) in ``out_dir`` (default: next to
     it). Returns the index path. Shards are written first and the index last, each atomically,
-    so a crash never leaves an index that names missing shards."""
+    so a crash never leaves an index that names missing shards; then shards of an earlier split
+    that the new index does not name are removed."""
     path = Path(path)
     out_dir = Path(out_dir) if out_dir is not None else path.parent
     with safe_open(str(path), framework="pt") as f:
@@ -64,12 +65,31 @@ def split_file(path: str | Path, out_dir: str | Path | None = None, max_bytes: i
     idx = index_path(target)
     with atomic_path(idx) as tmp:
         tmp.write_text(json.dumps(index, indent=1))
+    stem = _shard_name(target, 1, 1).split("-00001-of-")[0]
+    for old in out_dir.glob(f"{stem}-*-of-*.safetensors"):  # shards of an earlier split with another count
+        if old.name not in weight_map.values():
+            old.unlink()
     return idx
 
 
 def exists(path: str | Path) -> bool:
     """Whether ``path`` or its sharded form (an index next to it) exists."""
     return Path(path).is_file() or index_path(path).is_file()
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of ``path``, or of its shard index, without reading any tensor."""
+    path = Path(path)
+    if path.is_file():
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    idx = index_path(path)
+    if not idx.is_file():
+        raise UserError(f"no checkpoint at {path} (nor a sharded one, {idx.name})")
+    try:
+        return dict(json.loads(idx.read_text()).get("metadata") or {})
+    except (ValueError, AttributeError):
+        raise UserError(f"{idx} is not a shard index (JSON with a weight_map); remove it or restore it from git") from None
 
 
 def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

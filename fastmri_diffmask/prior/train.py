@@ -32,7 +32,6 @@ from ..physics import percentile_scale, to_channels
 from ..utils import atomic_path, resolve_device
 from . import shards
 from .edm import EDMPrecond, edm_loss, sample_sigma
-from .shards import read_tensors
 from .unet import PRESETS, UNet
 from .weights import save_prior
 
@@ -86,7 +85,7 @@ def _save_checkpoint(path: Path, step: int, model, ema, opt, gen: torch.Generato
 
 
 def _load_checkpoint(path: Path, model, ema, opt, gen: torch.Generator) -> tuple[int, list]:
-    state, meta = read_tensors(path)  # the file, or its committed shards (prior/shards.py)
+    state, meta = shards.read_tensors(path)  # the file, or its committed shards (prior/shards.py)
     model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
     ema.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
     opt_state = {}
@@ -197,7 +196,7 @@ def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume:
 def export_checkpoint(ckpt: str | Path, out: str | Path, extra: dict | None = None) -> Path:
     """Write the EMA weights of a training checkpoint (a file, or its shards) as a loadable prior
     file (``load_prior``)."""
-    state, meta = read_tensors(ckpt)
+    state, meta = shards.read_tensors(ckpt)
     cfg = TrainConfig(**json.loads(meta["config"]))
     log = json.loads(meta.get("log", "[]"))
     model = EDMPrecond(UNet(in_channels=2, **PRESETS[cfg.preset]))
