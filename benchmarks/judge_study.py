@@ -25,7 +25,7 @@ import torch
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="runs/data")
-    p.add_argument("--mask-file", required=True)
+    p.add_argument("--mask-file", help="learned mask file whose density the candidates come from")
     p.add_argument("--draws", type=int, default=3)
     p.add_argument("--judge-slices", type=int, default=4)
     p.add_argument("--truth-steps", type=int, default=100)
@@ -38,6 +38,8 @@ def main():
     a = p.parse_args()
     if a.table:
         return table(Path(a.out))
+    if not a.mask_file:
+        p.error("--mask-file is required (except with --table)")
     torch.set_num_threads(a.threads)
     from fastmri_diffmask.dataset import load_slices
     from fastmri_diffmask.masks.baselines import vd_density

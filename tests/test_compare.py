@@ -371,11 +371,13 @@ def test_no_library_module_imports_the_cli():
     assert found <= CLI_IMPORTS_TO_REMOVE, sorted(found - CLI_IMPORTS_TO_REMOVE)
 
 
-@pytest.mark.parametrize("opt", [{"dc_weight": -1}, {"dc_weight": "x"}, {"steps": 0}, {"steps": 2.5}, {"churn": -1}])
-def test_bad_method_option_values_are_one_line_errors(opt):
+@pytest.mark.parametrize("opt,needle", [({"dc_weight": -1}, "a positive number"), ({"dc_weight": "x"}, "a positive number"),
+                                        ({"steps": 0}, "a positive integer"), ({"steps": 2.5}, "a positive integer"),
+                                        ({"churn": -1}, "a number >= 0")])
+def test_bad_method_option_values_are_one_line_errors(opt, needle):
     from fastmri_diffmask.compare.config import parse_config
     from fastmri_diffmask.errors import UserError
 
     raw = {"data": "d", "masks": [{"name": "e", "type": "equispaced_fraction"}], "methods": [{"name": "dps", **opt}]}
-    with pytest.raises(UserError, match="must be a positive number"):
+    with pytest.raises(UserError, match=f"must be {needle}"):
         parse_config(raw, base=".", where="cfg")

@@ -130,7 +130,9 @@ def _method_spec(m, where: str) -> MethodSpec:
         if key in ("steps", "batch", "max_iter"):
             ok = ok and float(value).is_integer()
         if not ok:
-            raise UserError(f"{where}: method {name!r} option {key} must be a positive number, got {value!r}")
+            what = "a number >= 0" if key == "churn" else ("a positive integer" if key in ("steps", "batch", "max_iter")
+                                                          else "a positive number")
+            raise UserError(f"{where}: method {name!r} option {key} must be {what}, got {value!r}")
     return MethodSpec(name=name, options=options)
 
 
