@@ -56,6 +56,15 @@ def list_h5(root: str | Path, split: str | None = None) -> list[Path]:
     return files
 
 
+def _num_slices_in(path: Path) -> int:
+    """Slices in one fastMRI file, from the k-space dataset's shape (no data read)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return int(f["kspace"].shape[0])
+    except (OSError, KeyError):
+        raise UserError(f"{path} is not a readable fastMRI file (no 'kspace' dataset); re-create or re-download it") from None
+
+
 def read_volume(path: Path) -> dict:
     """Read one fastMRI file's k-space, target, optional maps and attrs, validating them."""
     try:
@@ -83,7 +92,7 @@ def read_volume(path: Path) -> dict:
 
 
 def load_slices(root: str | Path, split: str | None = None, num_slices: int | None = None,
-                sens_backend: str = "auto", device="cpu") -> SliceData:
+                sens_backend: str = "auto", device="cpu", spread: bool = False) -> SliceData:
     """Load fully sampled slices from the h5 files of ``root/split``.
 
     Parameters
@@ -93,13 +102,29 @@ def load_slices(root: str | Path, split: str | None = None, num_slices: int | No
         skips maps (``sens_maps`` is then all zeros: compute them per mask later).
     num_slices : int, optional
         Stop after this many slices (files in name order, slices in order).
+    spread : bool
+        With ``num_slices``: take that many slices evenly spaced over all slices of all files
+        instead of the first ones (a training subset that covers the anatomy, not one end of the
+        first volume).
     """
     files = list_h5(root, split)
+    wanted = None
+    if spread and num_slices is not None:
+        counts = [_num_slices_in(path) for path in files]
+        total = sum(counts)
+        if num_slices < total:
+            wanted = {int((j + 0.5) * total / num_slices) for j in range(max(num_slices, 0))}  # centred strata
+            starts = np.cumsum([0] + counts[:-1])
+            keep = [any(s <= j < s + c for j in wanted) for s, c in zip(starts, counts)]
+            files = [f for f, k in zip(files, keep) if k]
+            starts = [int(s) for s, k in zip(starts, keep) if k]
     ks, maps, targets, fnames, nums, maxes = [], [], [], [], [], []
-    for path in files:
+    for f_idx, path in enumerate(files):
         vol = read_volume(path)
         n = vol["kspace"].shape[0]
         for i in range(n):
+            if wanted is not None and starts[f_idx] + i not in wanted:
+                continue
             if num_slices is not None and len(ks) >= num_slices:
                 break
             k = vol["kspace"][i]

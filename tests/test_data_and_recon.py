@@ -45,6 +45,22 @@ def test_files_load_in_fastmri_with_its_masks(data_dir, mask_type):
     assert raw[3]["padding_left"] == 0 and raw[3]["padding_right"] == 32
 
 
+def test_load_slices_spread_takes_centred_strata_across_files(data_dir):
+    from fastmri_diffmask.dataset import load_slices
+
+    full = load_slices(data_dir, "test", sens_backend="none")
+    total = len(full.fnames)  # 12 slices in files of 5, 5, 2
+    order = list(zip(full.fnames, full.slice_nums))
+    sub = load_slices(data_dir, "test", num_slices=3, sens_backend="none", spread=True)
+    picked = [order.index(key) for key in zip(sub.fnames, sub.slice_nums)]
+    assert picked == [int((j + 0.5) * total / 3) for j in range(3)] == [2, 6, 10]
+    assert len(set(sub.fnames)) == 3  # one slice from each file, not the head of the first
+    np.testing.assert_array_equal(sub.kspace.numpy(), full.kspace.numpy()[picked])
+    first = load_slices(data_dir, "test", num_slices=3, sens_backend="none")
+    assert first.slice_nums == [0, 1, 2] and len(set(first.fnames)) == 1
+    assert len(load_slices(data_dir, "test", num_slices=99, sens_backend="none", spread=True).fnames) == total
+
+
 def test_file_contents_are_consistent(data_dir):
     with h5py.File(sorted((data_dir / "val").glob("*.h5"))[0]) as f:
         k, maps, image, target = f["kspace"][()], f["sens_maps"][()], f["image"][()], f["reconstruction_rss"][()]

@@ -49,7 +49,7 @@ def register(sub) -> None:
     o.add_argument("--tau", type=float, default=_D.tau, help="Gumbel temperature (start)")
     o.add_argument("--tau-end", type=float, default=_D.tau_end, help="anneal tau geometrically to this")
     o.add_argument("--seed", type=int, default=_D.seed)
-    o.add_argument("--num-train", type=int, default=_D.num_train, help="use the first N training slices")
+    o.add_argument("--num-train", type=int, default=_D.num_train, help="use N training slices evenly spread over the training set (default all)")
     o.add_argument("--num-val", type=int, default=_D.num_val, help="use the first N validation slices")
     o.add_argument("--val-every", type=int, default=_D.val_every, help="validate every N steps (default one epoch; 0 never)")
     o.add_argument("--dps-every", type=int, default=_D.dps_every, help="full DPS validation every K validations (0 off)")

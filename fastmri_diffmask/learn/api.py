@@ -95,7 +95,8 @@ class LearnMaskOptions:
     seed : int
         Seed of every random draw; the same inputs and seed give the same mask file.
     num_train, num_val : int or None
-        Use only the first N training / validation slices.
+        Use only N training slices, evenly spread over the training set
+        (:func:`~fastmri_diffmask.dataset.load_slices` with ``spread``), / the first N validation slices.
     val_every : int or None
         Validate every N steps (default one epoch; 0 never).
     dps_every : int
@@ -325,7 +326,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     if opts.init_from:
         src = load_mask_file(opts.init_from)
         init_logits = torch.from_numpy(np.nan_to_num(src.logits, posinf=0.0, neginf=0.0))
-    train = load_slices(data, "train", num_slices=opts.num_train)
+    train = load_slices(data, "train", num_slices=opts.num_train, spread=True)
     val = load_slices(data, "val", num_slices=opts.num_val)
     h, w = train.kspace.shape[-2:]
     _check_prior(prior_module, h, w)
