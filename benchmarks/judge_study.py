@@ -7,9 +7,11 @@ Candidates: ``--draws`` stratified (or ``--independent``) exact-budget draws fro
 lines: the learned probabilities of ``--mask-file``, their 50/50 mix with a flat density, the flat
 density, and the (1-r)^2 variable density. Judges, on the first ``--judge-slices`` validation
 slices: DPS with 25 steps as it is (the learn-mask export selector of session 2), DPS 25 and 50
-steps followed by the data-consistency step (dc 0.03). Truth: DPS 100 steps + dc on the remaining
-validation slices (held apart from the judges). ESPIRiT (BART) maps from the fixed centre.
-One JSON line per mask, appended (a rerun skips finished masks).
+steps followed by the data-consistency step (dc 0.03), and DDS (``sample.dds``) with 25 and 50
+steps (churn 20, per-step dc 0.01, 5 CG iterations; tuned on validation, ``tune_dds.py``). Truth:
+DPS 100 steps + dc on the remaining validation slices (held apart from the judges). ESPIRiT (BART)
+maps from the fixed centre. One JSON line per mask, appended (a rerun skips finished masks);
+``--add-judges`` scores the masks of an existing --out with judges it lacks (the truth is reused).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def main():
     p.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
     p.add_argument("--independent", action="store_true",
                    help="independent (Gumbel top-k) draws instead of stratified ones")
+    p.add_argument("--add-judges", nargs="+", choices=["dds25", "dds50"],
+                   help="add these judges' scores to the rows of --out instead of drawing new masks")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     if a.table:
@@ -49,6 +53,7 @@ def main():
     from fastmri_diffmask.physics import MultiCoilOperator, percentile_scale
     from fastmri_diffmask.prior.weights import load_prior
     from fastmri_diffmask.recon.run import sens_maps_for
+    from fastmri_diffmask.sample.dds import dds_reconstruct
     from fastmri_diffmask.sample.dps import data_consistency, dps_reconstruct
 
     mf = load_mask_file(a.mask_file)
@@ -82,8 +87,28 @@ def main():
         return {key: float(np.mean([score(target[i], v[j].abs().numpy())["psnr"] for j, i in enumerate(idx)]))
                 for key, v in res.items()}
 
+    def dds(mask, idx, steps):
+        km = torch.from_numpy(mask).float().view(1, 1, 1, w)
+        rec = dds_reconstruct(prior, torch.from_numpy(k[idx]) * km, km, torch.from_numpy(maps[idx]), steps=steps,
+                              dc_weight=0.01, cg_iters=5, churn=20, generator=torch.Generator().manual_seed(0),
+                              progress=False)
+        return float(np.mean([score(target[i], rec[j].abs().numpy())["psnr"] for j, i in enumerate(idx)]))
+
     judge = list(range(a.judge_slices))
     truth = list(range(a.judge_slices, len(k)))
+    if a.add_judges:
+        rows = [json.loads(x) for x in out.read_text().splitlines()]
+        for row in rows:
+            mask = np.zeros(w, np.float32)
+            mask[row["mask"]] = 1
+            for name in a.add_judges:
+                if name not in row:
+                    row[name] = dds(mask, judge, int(name[3:]))
+            print(row["label"], {n: round(row[n], 3) for n in a.add_judges}, flush=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp.replace(out)
+        return
     for name in a.densities:
         bm = BernoulliMask((w,), r, nlf, logits=density_logits(densities[name]))
         for d in range(a.draws):
@@ -109,8 +134,10 @@ def table(path: Path) -> None:
     from scipy.stats import spearmanr
 
     rows = [json.loads(x) for x in path.read_text().splitlines()]
-    judges = ("j25", "j25dc", "j50dc")
-    print("| candidate | draws | DPS-25 | DPS-25+dc | DPS-50+dc | truth: DPS-100+dc |\n|---|---|---|---|---|---|")
+    names = {"j25": "DPS-25", "j25dc": "DPS-25+dc", "j50dc": "DPS-50+dc", "dds25": "DDS-25", "dds50": "DDS-50"}
+    judges = [j for j in names if all(j in r for r in rows)]
+    print("| candidate | draws | " + " | ".join(names[j] for j in judges) + " | truth: DPS-100+dc |")
+    print("|---|---|" + "---|" * len(judges) + "---|")
     for r in rows:
         kind = "stratified" if r.get("stratified", True) else "independent"
         print(f"| {r['label']} | {kind} | " + " | ".join(f"{r[j]:.2f}" for j in judges) + f" | {r['truth_dc']:.2f} |")
@@ -119,7 +146,12 @@ def table(path: Path) -> None:
     for j in judges:
         pick = rows[int(np.argmax([r[j] for r in rows]))]
         rho = spearmanr([r[j] for r in rows], truth).statistic
-        print(f"{j}: Spearman {rho:+.2f}; picks {pick['label']} (truth {pick['truth_dc']:.2f})")
+        pool = [r for r in rows if r["density"] in ("learned", "mix50") and r.get("stratified", True)]
+        pool_pick = pool[int(np.argmax([r[j] for r in pool]))] if pool else None
+        rho_pool = spearmanr([r[j] for r in pool], [r["truth_dc"] for r in pool]).statistic if len(pool) > 2 else float("nan")
+        print(f"{j}: Spearman {rho:+.2f}; picks {pick['label']} (truth {pick['truth_dc']:.2f}); among the learn-mask "
+              f"pool (learned + mix50, stratified) Spearman {rho_pool:+.2f}, picks "
+              f"{pool_pick['label'] if pool_pick else '-'} (truth {pool_pick['truth_dc'] if pool_pick else float('nan'):.2f})")
 
 
 if __name__ == "__main__":

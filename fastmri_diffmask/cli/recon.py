@@ -31,13 +31,15 @@ def register(sub) -> None:
     p.add_argument("--sens-maps", default="espirit-bart", help=" | ".join(SENS_CHOICES) + " (default espirit-bart)")
     p.add_argument("--lamda", type=float, help="CS-L1 regularisation (default tuned per acceleration)")
     p.add_argument("--max-iter", type=int, default=100)
-    p.add_argument("--prior", default="default", help="DPS prior: default or a weights file")
-    p.add_argument("--steps", type=int, default=100, help="DPS steps (default 100)")
+    p.add_argument("--prior", default="default", help="DPS / DDS prior: default or a weights file")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default 100 for dps, 50 for dds)")
     p.add_argument("--zeta", type=float, help="DPS likelihood step (default tuned per acceleration)")
-    p.add_argument("--churn", type=float, default=0.0)
+    p.add_argument("--churn", type=float, default=None, help="EDM S_churn (default 0 for dps, 20 for dds)")
     p.add_argument("--dc-weight", type=float, default=None,
-                   help="DPS: end with a data-consistency step of this proximal weight mu (default off)")
-    p.add_argument("--batch", type=int, default=4, help="DPS slices per batch")
+                   help="proximal data-consistency weight mu: DPS ends with one such step (default off); "
+                        "DDS takes one every step (default 0.01)")
+    p.add_argument("--cg-iters", type=int, default=5, help="DDS: conjugate-gradient iterations per step (default 5)")
+    p.add_argument("--batch", type=int, default=4, help="DPS / DDS slices per batch")
     p.add_argument("--num-slices", type=int, help="stop after this many slices")
     p.add_argument("--seed", type=int, default=0)
     add_device_argument(p)
@@ -50,7 +52,7 @@ def run(args) -> int:
     from ..dataset import list_h5, read_volume
     from ..masks.select import make_mask
     from ..metrics import score
-    from ..recon.run import METHODS, SENS_CHOICES, ReconSettings, center_crop, reconstruct_slices, sens_maps_for, volume_seed
+    from ..recon.run import DIFFUSION_METHODS, METHODS, SENS_CHOICES, ReconSettings, center_crop, reconstruct_slices, sens_maps_for, volume_seed
     from ..simulate import ifft2c_np
     from ..utils import atomic_path
 
@@ -58,8 +60,10 @@ def run(args) -> int:
         raise UserError(f"unknown method {args.method!r}; use one of {', '.join(METHODS)}")
     if args.sens_maps not in SENS_CHOICES:
         raise UserError(f"unknown --sens-maps {args.sens_maps!r}; use one of {', '.join(SENS_CHOICES)}")
-    if args.steps < 1 or args.batch < 1:
-        raise UserError("--steps and --batch must be >= 1")
+    if (args.steps is not None and args.steps < 1) or args.batch < 1 or args.cg_iters < 1:
+        raise UserError("--steps, --batch and --cg-iters must be >= 1")
+    if args.churn is not None and args.churn < 0:
+        raise UserError(f"--churn must be >= 0, got {args.churn}")
     if args.dc_weight is not None and not args.dc_weight > 0:
         raise UserError(f"--dc-weight must be > 0, got {args.dc_weight}")
     if args.method in ("bart-l1",) or args.sens_maps == "espirit-bart":
@@ -68,8 +72,9 @@ def run(args) -> int:
         require_bart()
     files = list_h5(args.data, args.split)
     s = ReconSettings(method=args.method, lamda=args.lamda, max_iter=args.max_iter, steps=args.steps, zeta=args.zeta,
-                      churn=args.churn, dc_weight=args.dc_weight, batch=args.batch, sens=args.sens_maps, seed=args.seed, device=args.device)
-    if args.method == "dps":
+                      churn=args.churn, dc_weight=args.dc_weight, cg_iters=args.cg_iters, batch=args.batch,
+                      sens=args.sens_maps, seed=args.seed, device=args.device)
+    if args.method in DIFFUSION_METHODS:
         from ..prior.weights import load_prior
 
         s.prior = load_prior(args.prior, device=args.device)

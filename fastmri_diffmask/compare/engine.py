@@ -122,7 +122,7 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
     from tqdm import tqdm
 
     from ..dataset import load_slices
-    from ..recon.run import ReconSettings, reconstruct_slices, sens_maps_for
+    from ..recon.run import DIFFUSION_METHODS, ReconSettings, reconstruct_slices, sens_maps_for
 
     cells = shard_cells(all_cells(cfg), shard)
     cell_dir = out / "cells"
@@ -144,7 +144,7 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
         if key not in masks:
             masks[key] = make_cell_mask(cfg, cell, shape, out, device)
     prior = None
-    if any(c.method.name == "dps" for c in todo):
+    if any(c.method.name in DIFFUSION_METHODS for c in todo):
         from ..prior.weights import load_prior
 
         prior = load_prior(cfg.prior, device=device)
@@ -163,7 +163,7 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
                               m.num_low_frequencies, cfg.sens_maps, device) for i in range(len(kspace))])
         opts = dict(cell.method.options)
         s = ReconSettings(method=cell.method.name, device=device, sens=cfg.sens_maps, seed=cfg.seed, prior=prior,
-                          **{k: v for k, v in opts.items() if k in ("lamda", "max_iter", "steps", "zeta", "churn", "batch", "dc_weight")})
+                          **{k: v for k, v in opts.items() if k in ("lamda", "max_iter", "steps", "zeta", "churn", "batch", "dc_weight", "cg_iters")})
         t0 = time.time()
         recon = reconstruct_slices(kspace, m.mask, maps_cache[key], m.acceleration, s)
         seconds = (time.time() - t0) / len(recon)

@@ -2,7 +2,7 @@
 
 The engine behind ``fastmri-diffmask recon`` (and reused by ``compare``): masks per volume
 (seeded by the file name, as fastMRI's transforms do), ESPIRiT maps from the undersampled data,
-zero-filled / BART / sigpy / DPS reconstruction, fastMRI's metrics against the file's target,
+zero-filled / BART / sigpy / DPS / DDS reconstruction, fastMRI's metrics against the file's target,
 reconstructions written in fastMRI's layout (``reconstruction`` per file).
 """
 
@@ -16,7 +16,14 @@ import torch
 
 from ..errors import UserError
 
-METHODS = ("zero-filled", "bart-l1", "sigpy-l1", "dps")
+METHODS = ("zero-filled", "bart-l1", "sigpy-l1", "dps", "dds")
+#: Methods that need a diffusion prior.
+DIFFUSION_METHODS = ("dps", "dds")
+#: Defaults of the diffusion samplers' options where a setting leaves them ``None``. DPS as in
+#: FACTS.md (100 steps, no churn, no final data consistency); DDS as tuned on validation
+#: (benchmarks/tune_dds.jsonl: 50 steps, churn 20, per-step mu 0.01, 5 CG iterations).
+SAMPLER_DEFAULTS = {"dps": {"steps": 100, "churn": 0.0, "dc_weight": None},
+                    "dds": {"steps": 50, "churn": 20.0, "dc_weight": 0.01}}
 SENS_CHOICES = ("espirit-bart", "espirit-sigpy", "file")
 
 
@@ -25,15 +32,21 @@ class ReconSettings:
     method: str = "zero-filled"
     lamda: float | None = None          # CS regularisation; None = tuned default per acceleration
     max_iter: int = 100
-    steps: int = 100                    # DPS
-    zeta: float | None = None
-    churn: float = 0.0
-    dc_weight: float | None = None      # DPS: final data-consistency step (None = off)
+    steps: int | None = None            # DPS / DDS; None = SAMPLER_DEFAULTS
+    zeta: float | None = None           # DPS likelihood step; None = tuned per acceleration
+    churn: float | None = None          # EDM S_churn; None = SAMPLER_DEFAULTS
+    dc_weight: float | None = None      # DPS: final data-consistency mu (None = off); DDS: per-step mu
+    cg_iters: int = 5                   # DDS: CG iterations per step
     batch: int = 4
     sens: str = "espirit-bart"
     seed: int = 0
     device: str = "auto"
-    prior: object = field(default=None, repr=False)  # a loaded Denoiser for DPS
+    prior: object = field(default=None, repr=False)  # a loaded Denoiser for DPS / DDS
+
+    def sampler_option(self, name: str):
+        """``steps``, ``churn`` or ``dc_weight`` of this method, its default where unset."""
+        value = getattr(self, name)
+        return SAMPLER_DEFAULTS[self.method][name] if value is None else value
 
 
 def default_lamda(acceleration: float) -> float:
@@ -77,7 +90,8 @@ def reconstruct_slices(kspace: np.ndarray, mask2d: np.ndarray, maps: np.ndarray,
         lamda = s.lamda if s.lamda is not None else default_lamda(acceleration)
         return np.stack([np.abs(reconstruct(masked[i], mask2d, method=s.method, sens_maps=maps[i], lamda=lamda,
                                             max_iter=s.max_iter, device=s.device)) for i in range(len(masked))])
-    if s.method == "dps":
+    if s.method in DIFFUSION_METHODS:
+        from ..sample.dds import dds_reconstruct
         from ..sample.dps import dps_reconstruct
         from ..utils import resolve_device
 
@@ -88,8 +102,12 @@ def reconstruct_slices(kspace: np.ndarray, mask2d: np.ndarray, maps: np.ndarray,
         for i in range(0, len(masked), s.batch):
             k = torch.from_numpy(masked[i:i + s.batch]).to(dev)
             sm = torch.from_numpy(np.ascontiguousarray(maps[i:i + s.batch])).to(dev)
-            x = dps_reconstruct(s.prior, k, m, sm, steps=s.steps, zeta=s.zeta, churn=s.churn, generator=g,
-                                dc_weight=s.dc_weight)
+            kw = dict(steps=s.sampler_option("steps"), churn=s.sampler_option("churn"), generator=g,
+                      dc_weight=s.sampler_option("dc_weight"))
+            if s.method == "dps":
+                x = dps_reconstruct(s.prior, k, m, sm, zeta=s.zeta, **kw)
+            else:
+                x = dds_reconstruct(s.prior, k, m, sm, cg_iters=s.cg_iters, **kw)
             out.append(x.abs().cpu().numpy())
         return np.concatenate(out)
     raise UserError(f"unknown method {s.method!r}; use one of {', '.join(METHODS)}")
