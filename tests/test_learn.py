@@ -271,8 +271,8 @@ def test_cli_flags_are_the_library_options_with_the_same_defaults():
     d = LearnMaskOptions()  # the defaults --help states
     assert (d.eta, d.sigma_mean, d.sigma_std, d.steps, d.batch, d.lr) == (0.5, -1.2, 1.2, 250, 2, 0.01)
     # chosen by the validation ablation (BENCHMARKS.md): objective (b), DPS-selected export
-    assert (d.objective, d.export, d.export_select, d.dps_steps, d.select_slices) == ("tweedie-x0", "sampled", "dps", 50, 4)
-    # chosen by benchmarks/judge_study.py: DPS-50 + DC judges like DPS-100; draws also from the 50/50 mix
+    assert (d.objective, d.export, d.export_select, d.dds_steps, d.select_slices) == ("tweedie-x0", "sampled", "dds", 25, 4)
+    # chosen by benchmarks/judge_study.py: DDS-25 (and DPS-50 + DC) judge like DPS-100; draws also from the 50/50 mix
     assert (d.select_dc_weight, d.export_flatten, d.export_draws) == (0.03, "0,0.5", 4)
     assert (d.init_density, d.init_power) == ("vd", 2.0)
 
@@ -357,3 +357,22 @@ def test_cli_refuses_bad_flatten_and_dc_weight(oracle, tmp_path, capsys):
     _assert_refused(capsys, _cli(root, path, out, "--export-flatten", "0,abc"), out)
     _assert_refused(capsys, _cli(root, path, out, "--export-flatten", "0,1.5"), out)
     _assert_refused(capsys, _cli(root, path, out, "--select-dc-weight", "0"), out)
+
+
+def test_dds_judge_picks_the_draw_with_the_best_dds_psnr(oracle):
+    """``export_select="dds"``: every candidate is scored by DDS on the first ``select_slices``
+    validation slices (seeded, so a rescore agrees) and the best PSNR wins."""
+    from fastmri_diffmask.dataset import load_slices
+    from fastmri_diffmask.learn.loop import Validator, choose_sampled
+
+    root, _, prior = oracle
+    train, val = load_slices(root, "train"), load_slices(root, "val")
+    cfg = LearnConfig(steps=5, batch=4, lr=0.05, export="sampled", export_draws=3, export_select="dds",
+                      dds_steps=6, select_slices=2)
+    mask, _ = learn_mask(prior, train, val, "line", 4, 4, cfg, progress=False)
+    validator = Validator(prior, val, cfg, "cpu")
+    ex = choose_sampled(mask, validator, cfg)
+    first = mask.draw_exact(torch.Generator().manual_seed(cfg.seed + 2), stratified=True)  # the first candidate
+    assert len(ex["scores"]) == 3 and len(set(ex["scores"])) == 3  # three different masks, three scores
+    assert ex["chosen"] == int(np.argmax([-s for s in ex["scores"]])) and int(np.sum(ex["mask"])) == 8
+    assert -ex["scores"][0] == pytest.approx(validator.dds_psnr(first, "line", num_slices=2))

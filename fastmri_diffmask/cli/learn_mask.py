@@ -53,17 +53,19 @@ def register(sub) -> None:
     o.add_argument("--num-val", type=int, default=_D.num_val, help="use the first N validation slices")
     o.add_argument("--val-every", type=int, default=_D.val_every, help="validate every N steps (default one epoch; 0 never)")
     o.add_argument("--dps-every", type=int, default=_D.dps_every, help="full DPS validation every K validations (0 off)")
-    o.add_argument("--dps-steps", type=int, default=_D.dps_steps)
+    o.add_argument("--dps-steps", type=int, default=_D.dps_steps, help="DPS steps of DPS validation and the DPS judge")
+    o.add_argument("--dds-steps", type=int, default=_D.dds_steps, help="DDS steps of the DDS judge (--export-select dds)")
     o.add_argument("--export", choices=["topk", "quantile", "sampled", "best"], default=_D.export,
                    help="binary mask: top-k, quantiles of the density, best of --export-draws draws on val, "
                         "or best of those draws, top-k and quantile")
     o.add_argument("--export-draws", type=int, default=_D.export_draws)
-    o.add_argument("--export-select", choices=["proxy", "dps"], default=_D.export_select,
-                   help="how --export sampled/best picks its mask on val: the one-step proxy or DPS PSNR (--dps-steps)")
+    o.add_argument("--export-select", choices=["proxy", "dps", "dds"], default=_D.export_select,
+                   help="how --export sampled/best picks its mask on val: the one-step proxy, DPS PSNR (--dps-steps) "
+                        "or DDS PSNR (--dds-steps)")
     o.add_argument("--select-slices", type=int, default=_D.select_slices,
-                   help="validation slices the DPS selection uses (default 4)")
+                   help="validation slices the DPS / DDS selection uses (default 4)")
     o.add_argument("--select-dc-weight", type=float, default=_D.select_dc_weight,
-                   help="data-consistency weight of the selection's DPS (default: plain DPS)")
+                   help="data-consistency weight of the DPS judge's final step (default 0.03)")
     o.add_argument("--export-flatten", default=_D.export_flatten,
                    help="comma-separated weights w: draws also come from (1-w) p' + w * flat (default 0)")
     o.add_argument("--nested", action="store_true", help="learn nested masks at 4R, 2R, R (coarse to fine)")

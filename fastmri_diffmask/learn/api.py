@@ -47,11 +47,13 @@ class LearnMaskOptions:
     the top-k of the learned density is a contiguous low-pass block at R = 4, 3.9 dB below
     vd_random on validation. The exported mask is the best of ``export_draws`` stratified draws
     from the learned density and as many from its 50/50 mix with a flat density
-    (``export_flatten``), judged by DPS with ``dps_steps`` 50 steps and a data-consistency step
-    (``select_dc_weight``) on ``select_slices`` validation slices: at R = 4 this judge ranks 14
-    candidate masks like a 100-step DPS on held-apart validation slices (Spearman +0.97) and
-    picks the best of them; a plain 25-step DPS (+0.78) picks one 1.8 dB worse, as it prefers
-    masks near the centre; and the mixed density's draws beat the learned density's by 1.4 dB.
+    (``export_flatten``), judged by DDS (:mod:`~fastmri_diffmask.sample.dds`) with ``dds_steps``
+    25 steps on ``select_slices`` validation slices: at R = 4 this judge ranks 14 candidate masks
+    like a 100-step DPS with data consistency on held-apart validation slices (Spearman +0.97;
+    +0.94 among the 6 draws learn-mask chooses from) and picks the best of them, as DPS-50 + DC
+    does (+0.97; +0.77), at about a third of its cost; a plain 25-step DPS (+0.78) picks one
+    1.8 dB worse, as it prefers masks near the centre; and the mixed density's draws beat the
+    learned density's by 1.4 dB.
 
     Attributes
     ----------
@@ -102,17 +104,20 @@ class LearnMaskOptions:
     dps_every : int
         Full DPS validation every K validations (0 off).
     dps_steps : int
-        DPS steps of those validations.
+        DPS steps of those validations and of the DPS export judge.
+    dds_steps : int
+        DDS steps of the DDS export judge (``export_select="dds"``).
     export : {"topk", "quantile", "sampled", "best"}
         Binary mask: top-k, quantiles of the density, the best of ``export_draws`` draws on val,
         or the best of those draws, top-k and quantile (``best``).
     export_draws : int
         Draws for ``export="sampled"``.
-    export_select : {"proxy", "dps"}
-        How ``export="sampled"``/``"best"`` picks its mask on the validation slices: the one-step proxy, or
-        the PSNR of DPS with ``dps_steps`` steps (slower, and what the mask will be judged by).
+    export_select : {"proxy", "dps", "dds"}
+        How ``export="sampled"``/``"best"`` picks its mask on the validation slices: the one-step proxy,
+        the PSNR of DPS with ``dps_steps`` steps (then ``select_dc_weight``), or the PSNR of DDS with
+        ``dds_steps`` steps (:mod:`~fastmri_diffmask.sample.dds`).
     select_slices : int or None
-        Validation slices the DPS selection uses (the first N; None = all).
+        Validation slices the DPS / DDS selection uses (the first N; None = all).
     select_dc_weight : float or None
         Data-consistency weight of the selection's DPS (``dc_weight`` of
         :func:`~fastmri_diffmask.sample.dps.dps_reconstruct`; None = plain DPS).
@@ -163,9 +168,10 @@ class LearnMaskOptions:
     val_every: int | None = _LOOP.val_every
     dps_every: int = _LOOP.dps_every
     dps_steps: int = 50            # a 25-step DPS ranks masks unlike a 100-step one (BENCHMARKS.md)
+    dds_steps: int = 25
     export: str = "sampled"        # top-k collapses to a low-pass block at R = 4 (BENCHMARKS.md)
     export_draws: int = 4          # per flattening weight
-    export_select: str = "dps"
+    export_select: str = "dds"     # ranks like DPS-100 at a third of DPS-50's cost (BENCHMARKS.md)
     select_slices: int | None = _LOOP.select_slices
     select_dc_weight: float | None = 0.03
     export_flatten: str = "0,0.5"
@@ -240,7 +246,7 @@ def _check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: 
         raise UserError(f"kind must be line or point, got {kind!r}")
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; give a mask file path such as {out / 'mask.safetensors'}")
-    for name in ("steps", "batch", "export_draws", "checkpoint_every", "unroll_steps", "dps_steps"):
+    for name in ("steps", "batch", "export_draws", "checkpoint_every", "unroll_steps", "dps_steps", "dds_steps"):
         if getattr(opts, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
     for name in ("num_train", "num_val", "epochs", "select_slices"):
@@ -347,7 +353,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                           mask_form=opts.mask_form)
     cfg = LearnConfig(objective=obj, steps=opts.steps, epochs=opts.epochs, batch=opts.batch, lr=opts.lr,
                       lr_schedule=opts.lr_schedule, tau=opts.tau, tau_end=opts.tau_end, seed=opts.seed,
-                      val_every=opts.val_every, dps_every=opts.dps_every, dps_steps=opts.dps_steps,
+                      val_every=opts.val_every, dps_every=opts.dps_every, dps_steps=opts.dps_steps, dds_steps=opts.dds_steps,
                       export=opts.export, export_draws=opts.export_draws,
                       export_select=opts.export_select, select_slices=opts.select_slices,
                       select_dc_weight=opts.select_dc_weight, export_flatten=parse_flatten(opts.export_flatten),

@@ -48,7 +48,8 @@ class LearnConfig:
     is constant or cosine-decayed; ``val_every`` in steps (default one epoch, 0 = never).
     ``export="sampled"`` keeps the best of ``export_draws`` exact-budget draws (stratified or
     independent); ``export="best"`` the best of those draws, the top-k and the quantile masks
-    independent) by the validation proxy or by DPS PSNR (``export_select``, ``dps_steps``)."""
+    independent) by the validation proxy or by DPS / DDS PSNR (``export_select``, ``dps_steps``,
+    ``dds_steps``)."""
 
     objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
     steps: int = 250
@@ -65,6 +66,7 @@ class LearnConfig:
     val_export: str = "topk"
     dps_every: int = 0
     dps_steps: int = 50
+    dds_steps: int = 25
     export: str = "topk"
     export_draws: int = 8
     export_stratified: bool = True
@@ -84,8 +86,8 @@ class LearnConfig:
             raise UserError("lr and the Gumbel temperatures must be > 0")
         if self.lr_schedule not in ("constant", "cosine"):
             raise UserError(f"unknown lr schedule {self.lr_schedule!r}; use constant or cosine")
-        if self.export_select not in ("proxy", "dps"):
-            raise UserError(f"unknown export selection {self.export_select!r}; use proxy or dps")
+        if self.export_select not in ("proxy", "dps", "dds"):
+            raise UserError(f"unknown export selection {self.export_select!r}; use proxy, dps or dds")
         if not self.export_flatten or not all(0.0 <= float(w) <= 1.0 for w in self.export_flatten):
             raise UserError(f"export flattening weights must lie in [0, 1], got {list(self.export_flatten)}")
         if self.select_dc_weight is not None and not self.select_dc_weight > 0:
@@ -175,6 +177,21 @@ class Validator:
         rec = dps_reconstruct(self.prior, k * km, km, self.val.sens_maps[:n].to(self.device),
                               steps=steps or self.cfg.dps_steps, generator=g, progress=False,
                               dc_weight=self.cfg.select_dc_weight)
+        return float(psnr(rec.abs(), self.val.images[:n].to(self.device).abs()).mean())
+
+    def dds_psnr(self, mask01: torch.Tensor, kind: str, seed: int = 0, num_slices: int | None = None) -> float:
+        """Mean PSNR of DDS (``cfg.dds_steps`` steps, the ``dds`` defaults of
+        :data:`~fastmri_diffmask.recon.run.SAMPLER_DEFAULTS`) on the first ``num_slices`` validation slices."""
+        from ..recon.run import SAMPLER_DEFAULTS
+        from ..sample.dds import dds_reconstruct
+
+        n = num_slices or self.val.kspace.shape[0]
+        km = as_kspace_mask(mask01[None].to(self.device), kind)
+        k = self.val.kspace[:n].to(self.device)
+        d = SAMPLER_DEFAULTS["dds"]
+        rec = dds_reconstruct(self.prior, k * km, km, self.val.sens_maps[:n].to(self.device), steps=self.cfg.dds_steps,
+                              dc_weight=d["dc_weight"], churn=d["churn"], generator=torch.Generator().manual_seed(seed),
+                              progress=False)
         return float(psnr(rec.abs(), self.val.images[:n].to(self.device).abs()).mean())
 
 
@@ -339,17 +356,18 @@ def learn_mask(prior, train, val, kind: str, acceleration: float, num_low_freque
     elif validator is None:
         history["best"] = {"step": len(history["train"]), "key": "last", "value": None}
     if cfg.export in ("sampled", "best") and validator is not None and (stop_after is None or stop_after >= total):
-        history["export"] = choose_sampled(mask, validator, cfg)
+        history["export"] = choose_sampled(mask, validator, cfg, progress=progress)
     return mask, history
 
 
-def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig) -> dict:
+def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig, progress: bool = False) -> dict:
     """Best of ``cfg.export_draws`` exact-budget draws from ``p'`` and from each flattened density
     ``(1 - w) p' + w s`` of ``cfg.export_flatten`` (stratified when ``cfg.export_stratified``;
     with ``cfg.export == "best"`` the top-k and quantile masks join them) by the validation
-    proxy, or by the PSNR of DPS (``cfg.dps_steps`` steps, then the data-consistency step
+    proxy, by the PSNR of DPS (``cfg.dps_steps`` steps, then the data-consistency step
     ``cfg.select_dc_weight``, first ``cfg.select_slices`` validation slices) when
-    ``cfg.export_select == "dps"`` or ``cfg.dps_every``.
+    ``cfg.export_select == "dps"`` or ``cfg.dps_every``, or by the PSNR of DDS (``cfg.dds_steps``
+    steps, same slices) when ``cfg.export_select == "dds"``.
     Returns ``{"mask", "scores", "chosen", "labels", "chosen_label"}``."""
     g = torch.Generator().manual_seed(cfg.seed + 2)
     draws, labels = [], []
@@ -360,10 +378,17 @@ def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig) 
     if cfg.export == "best":  # the deterministic exports compete with the draws
         draws = [mask.binarize("topk"), mask.binarize("quantile")] + draws
         labels = ["topk", "quantile"] + labels
-    if cfg.export_select == "dps" or cfg.dps_every:
-        scores = [-validator.dps_psnr(d, mask.kind, num_slices=cfg.select_slices) for d in draws]
-    else:
-        scores = [validator.proxy(d, mask.kind) for d in draws]
+    select = "dds" if cfg.export_select == "dds" else ("dps" if cfg.export_select == "dps" or cfg.dps_every else "proxy")
+
+    def judge(d: torch.Tensor) -> float:  # lower is better
+        if select == "dds":
+            return -validator.dds_psnr(d, mask.kind, num_slices=cfg.select_slices)
+        if select == "dps":
+            return -validator.dps_psnr(d, mask.kind, num_slices=cfg.select_slices)
+        return validator.proxy(d, mask.kind)
+
+    scores = [judge(d) for d in tqdm(draws, desc=f"export: judging draws by {select}", unit="mask",
+                                     disable=not progress, leave=False)]
     i = int(np.argmin(scores))
     return {"mask": draws[i].tolist(), "scores": scores, "chosen": i, "labels": labels, "chosen_label": labels[i]}
 
