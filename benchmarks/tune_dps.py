@@ -27,6 +27,7 @@ def main():
     p.add_argument("--masks", nargs="+", default=["equispaced_fraction", "vd_random"])
     p.add_argument("--zetas", type=float, nargs="+", default=[3, 5])
     p.add_argument("--dc-weights", type=float, nargs="+", default=[0, 0.01, 0.1])
+    p.add_argument("--churns", type=float, nargs="+", default=[0.0], help="EDM S_churn values")
     p.add_argument("--dc-iters", type=int, default=10)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--batch", type=int, default=10)
@@ -47,12 +48,12 @@ def main():
             mask = torch.from_numpy(np.ascontiguousarray(m.mask, np.float32))[None, None]
             y = torch.from_numpy(k * m.mask)
             sm = torch.from_numpy(np.ascontiguousarray(maps))
-            for zeta in a.zetas:
+            for zeta, churn in ((z, c) for z in a.zetas for c in a.churns):
                 t0, outs = time.time(), []
                 g = torch.Generator().manual_seed(0)
                 for i in range(0, len(k), a.batch):
                     outs.append(dps_reconstruct(prior, y[i:i + a.batch], mask, sm[i:i + a.batch], steps=a.steps,
-                                                zeta=zeta, generator=g, progress=False))
+                                                zeta=zeta, churn=churn, generator=g, progress=False))
                 x = torch.cat(outs)
                 sec = (time.time() - t0) / len(k)
                 op = MultiCoilOperator(sm, mask)
@@ -60,7 +61,7 @@ def main():
                     rec = x if mu == 0 else data_consistency(op, y, x, mu, a.dc_iters)
                     sc = [score(target[i], rec[i].abs().numpy()) for i in range(len(k))]
                     row = {"R": r, "mask": mt, "achieved_R": round(m.acceleration, 3), "zeta": zeta,
-                           "dc_weight": mu, "steps": a.steps, "prior": prior.sha256[:12],
+                           "churn": churn, "dc_weight": mu, "steps": a.steps, "prior": prior.sha256[:12],
                            "psnr": float(np.mean([s["psnr"] for s in sc])),
                            "ssim": float(np.mean([s["ssim"] for s in sc])),
                            "dps_seconds_per_slice": round(sec, 2), "slices": len(k), "split": a.split}

@@ -12,7 +12,6 @@ import argparse
 import json
 
 import numpy as np
-import torch
 
 
 def main():

@@ -5,7 +5,6 @@ import json
 import h5py
 import numpy as np
 import pytest
-import torch
 from fastmri.data import SliceDataset
 from fastmri.data.subsample import create_mask_for_mask_type
 from fastmri.data.transforms import VarNetDataTransform

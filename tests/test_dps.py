@@ -1,4 +1,3 @@
-import numpy as np
 import torch
 
 from fastmri_diffmask.physics import MultiCoilOperator, rss

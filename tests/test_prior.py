@@ -1,12 +1,11 @@
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from fastmri_diffmask.errors import UserError
-from fastmri_diffmask.prior.edm import EDMPrecond, edm_coefficients, edm_loss
+from fastmri_diffmask.prior.edm import EDMPrecond, edm_coefficients
 from fastmri_diffmask.prior.gaussian import GaussianPrior
 from fastmri_diffmask.prior.shards import read_metadata, read_tensors, split_file
 from fastmri_diffmask.prior.train import TrainConfig, export_checkpoint, train_prior

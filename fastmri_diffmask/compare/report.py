@@ -78,7 +78,7 @@ def mean_table(rows: list[dict]) -> dict:
 def summary_markdown(rows: list[dict], reference: str) -> str:
     means = mean_table(rows)
     methods = sorted({k[2] for k in means})
-    lines = [f"# Comparison summary\n", f"{len({(r['fname'], r['slice']) for r in rows})} slices; "
+    lines = ["# Comparison summary\n", f"{len({(r['fname'], r['slice']) for r in rows})} slices; "
              f"PSNR dB / SSIM (fastMRI definitions, data_range = target max); paired differences are "
              f"`{reference}` minus the other mask (positive = {reference} better).\n"]
     for r in sorted({k[0] for k in means}):

@@ -7,12 +7,9 @@ validating never perturbs training. A checkpoint (safetensors) stores the logits
 Adam's moments, the generator state, the epoch's batch order, the step and the history, so a
 resumed run ends bit-identical to an uninterrupted one.
 
-Validation
-    *proxy*: the configured objective evaluated deterministically on the validation slices with
-    the *binarized* mask (with the analytic likelihood gradient, :func:`cheap_proxy`), at fixed noise levels (the quantiles ``val_quantiles`` of the sigma law)
-    and fixed noise; lower is better. *DPS* (optional, every ``dps_every`` validations): PSNR of
-    full DPS reconstructions (:func:`fastmri_diffmask.sample.dps.dps_reconstruct`); higher is
-    better, and when on it decides the best logits (the paper's v1 protocol).
+Validation (:mod:`.validate`)
+    the one-step proxy every ``val_every`` steps; optionally DPS every ``dps_every`` validations,
+    which then decides the best logits (the paper's v1 protocol).
 
 References
 ----------
@@ -26,16 +23,15 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 import torch
 
 from ..errors import UserError
-from ..masks.bernoulli import BernoulliMask, as_kspace_mask, centre_distance
-from ..physics import percentile_scale, to_channels
+from ..masks.bernoulli import BernoulliMask, centre_distance
 from ..utils import atomic_path
-from .tweedie import ObjectiveConfig, draw_noise, estimate, objective_loss, reconstruction_loss
+from .tweedie import ObjectiveConfig, objective_loss
+from .validate import Validator, choose_sampled, scaled_batch
 
 CKPT_FORMAT = "fastmri-diffmask-learn-checkpoint"
 EXPORTS = ("topk", "quantile", "sampled", "best")
@@ -114,12 +110,6 @@ def default_num_low_frequencies(width: int, acceleration: float) -> int:
     return int(min(budget, max(2, round(c))))
 
 
-def scaled_batch(data) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, sens_maps)``: 2-channel images divided by their 99th-percentile magnitude."""
-    images = data.images
-    return to_channels(images / percentile_scale(images)), data.sens_maps
-
-
 def tau_at(cfg: LearnConfig, step: int, total: int) -> float:
     if cfg.tau_end is None or total <= 1:
         return cfg.tau
@@ -132,77 +122,6 @@ def lr_at(cfg: LearnConfig, step: int, total: int) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
 
 
-# -- validation --------------------------------------------------------------------------------
-def cheap_proxy(obj: ObjectiveConfig) -> ObjectiveConfig:
-    """The default validation objective: the training one with the analytic likelihood gradient
-    (no backward through the denoiser; on a 0/1 mask the two forms differ only through D's
-    Jacobian) - a forward-only score, several times cheaper than the double backward."""
-    return dataclasses.replace(obj, objective="tweedie-x0" if obj.objective == "tweedie" else obj.objective,
-                               unroll_grad="x0", relaxed=False)
-
-
-class Validator:
-    """Deterministic proxy (and optional DPS) scores of a binary mask on the validation slices."""
-
-    def __init__(self, prior, val, cfg: LearnConfig, device):
-        self.prior, self.cfg, self.device = prior, cfg, device
-        self.obj = cfg.val_objective or cheap_proxy(cfg.objective)
-        self.val = val
-        x, s = scaled_batch(val)
-        self.x, self.s = x.to(device), s.to(device)
-        q = cfg.val_quantiles
-        z = torch.tensor([NormalDist().inv_cdf(p) for p in q], dtype=torch.float64)
-        self.sigmas = (z * self.obj.p_std + self.obj.p_mean).exp().float()
-        g = torch.Generator().manual_seed(cfg.seed + 1)
-        self.noise = [draw_noise(self.x, self.s, self.obj, g)[1:] for _ in q]
-
-    def proxy(self, mask01: torch.Tensor, kind: str) -> float:
-        km = as_kspace_mask(mask01[None].to(self.device), kind)
-        total = 0.0
-        for sig, (noise, meas) in zip(self.sigmas, self.noise):
-            sigma = sig.expand(self.x.shape[0])
-            x_hat = estimate(self.prior, self.x, self.s, km, self.obj, sigma, noise, meas, create_graph=False)
-            total += float(reconstruction_loss(x_hat.detach(), self.x, self.obj.loss))
-        return total / len(self.sigmas)
-
-    def dps_psnr(self, mask01: torch.Tensor, kind: str, steps: int | None = None, seed: int = 0,
-                 num_slices: int | None = None) -> float:
-        """Mean PSNR of DPS on the (first ``num_slices``) validation slices with a binary mask."""
-        from ..sample.dps import dps_reconstruct
-
-        n = num_slices or self.val.kspace.shape[0]
-        km = as_kspace_mask(mask01[None].to(self.device), kind)
-        k = self.val.kspace[:n].to(self.device)
-        g = torch.Generator().manual_seed(seed)
-        rec = dps_reconstruct(self.prior, k * km, km, self.val.sens_maps[:n].to(self.device),
-                              steps=steps or self.cfg.dps_steps, generator=g, progress=False,
-                              dc_weight=self.cfg.select_dc_weight)
-        return float(psnr(rec.abs(), self.val.images[:n].to(self.device).abs()).mean())
-
-    def dds_psnr(self, mask01: torch.Tensor, kind: str, seed: int = 0, num_slices: int | None = None) -> float:
-        """Mean PSNR of DDS (``cfg.dds_steps`` steps, the ``dds`` defaults of
-        :data:`~fastmri_diffmask.recon.run.SAMPLER_DEFAULTS`) on the first ``num_slices`` validation slices."""
-        from ..recon.run import SAMPLER_DEFAULTS
-        from ..sample.dds import dds_reconstruct
-
-        n = num_slices or self.val.kspace.shape[0]
-        km = as_kspace_mask(mask01[None].to(self.device), kind)
-        k = self.val.kspace[:n].to(self.device)
-        d = SAMPLER_DEFAULTS["dds"]
-        rec = dds_reconstruct(self.prior, k * km, km, self.val.sens_maps[:n].to(self.device), steps=self.cfg.dds_steps,
-                              dc_weight=d["dc_weight"], churn=d["churn"], generator=torch.Generator().manual_seed(seed),
-                              progress=False)
-        return float(psnr(rec.abs(), self.val.images[:n].to(self.device).abs()).mean())
-
-
-def psnr(rec: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (dB) of magnitudes ``(B, H, W)`` with data range ``max - min`` of ``gt``."""
-    rng = gt.flatten(1).amax(1) - gt.flatten(1).amin(1)
-    mse = (rec - gt).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(rng ** 2 / mse.clamp_min(1e-20))
-
-
-# -- checkpoints -------------------------------------------------------------------------------
 def _save_ckpt(path: Path, mask: BernoulliMask, best: torch.Tensor, opt, gen, perm, step, history, meta) -> None:
     from safetensors.torch import save_file
 
@@ -358,39 +277,6 @@ def learn_mask(prior, train, val, kind: str, acceleration: float, num_low_freque
     if cfg.export in ("sampled", "best") and validator is not None and (stop_after is None or stop_after >= total):
         history["export"] = choose_sampled(mask, validator, cfg, progress=progress)
     return mask, history
-
-
-def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig, progress: bool = False) -> dict:
-    """Best of ``cfg.export_draws`` exact-budget draws from ``p'`` and from each flattened density
-    ``(1 - w) p' + w s`` of ``cfg.export_flatten`` (stratified when ``cfg.export_stratified``;
-    with ``cfg.export == "best"`` the top-k and quantile masks join them) by the validation
-    proxy, by the PSNR of DPS (``cfg.dps_steps`` steps, then the data-consistency step
-    ``cfg.select_dc_weight``, first ``cfg.select_slices`` validation slices) when
-    ``cfg.export_select == "dps"`` or ``cfg.dps_every``, or by the PSNR of DDS (``cfg.dds_steps``
-    steps, same slices) when ``cfg.export_select == "dds"``.
-    Returns ``{"mask", "scores", "chosen", "labels", "chosen_label"}``."""
-    g = torch.Generator().manual_seed(cfg.seed + 2)
-    draws, labels = [], []
-    for w in cfg.export_flatten:  # weight 0: p' itself; the first family's draws do not depend on the others
-        p = mask.flattened(w)
-        draws += [mask.draw_exact(g, stratified=cfg.export_stratified, probabilities=p) for _ in range(cfg.export_draws)]
-        labels += [f"draw {i}" if w == 0 else f"flat {w:g} draw {i}" for i in range(cfg.export_draws)]
-    if cfg.export == "best":  # the deterministic exports compete with the draws
-        draws = [mask.binarize("topk"), mask.binarize("quantile")] + draws
-        labels = ["topk", "quantile"] + labels
-    select = "dds" if cfg.export_select == "dds" else ("dps" if cfg.export_select == "dps" or cfg.dps_every else "proxy")
-
-    def judge(d: torch.Tensor) -> float:  # lower is better
-        if select == "dds":
-            return -validator.dds_psnr(d, mask.kind, num_slices=cfg.select_slices)
-        if select == "dps":
-            return -validator.dps_psnr(d, mask.kind, num_slices=cfg.select_slices)
-        return validator.proxy(d, mask.kind)
-
-    scores = [judge(d) for d in tqdm(draws, desc=f"export: judging draws by {select}", unit="mask",
-                                     disable=not progress, leave=False)]
-    i = int(np.argmin(scores))
-    return {"mask": draws[i].tolist(), "scores": scores, "chosen": i, "labels": labels, "chosen_label": labels[i]}
 
 
 def export_mask(mask: BernoulliMask, history: dict, method: str) -> torch.Tensor:
