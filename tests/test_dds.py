@@ -47,3 +47,19 @@ def test_dds_rejects_zero_steps():
     mask = torch.ones(1, 1, 1, x.shape[-1])
     with pytest.raises(ValueError, match="positive"):
         dds_reconstruct(prior, MultiCoilOperator(maps, mask).forward(x), mask, maps, steps=0, progress=False)
+
+
+def test_fastmri_style_model_with_the_dds_sampler():
+    from fastmri_diffmask.sample.model import DiffusionPosteriorModel
+
+    prior, x, maps = _problem(seed=2)
+    mask = torch.zeros(1, 1, 1, x.shape[-1])
+    mask[..., ::2] = 1
+    y = MultiCoilOperator(maps, mask).forward(x)
+    model = DiffusionPosteriorModel(prior, sampler="dds", steps=10, device="cpu")
+    assert (model.churn, model.dc_weight) == (20.0, 0.01)  # the DDS defaults
+    out = model(torch.view_as_real(y), mask[..., None].bool(), num_low_frequencies=4, sens_maps=maps)
+    direct = dds_reconstruct(prior, y, mask, maps, steps=10, generator=torch.Generator().manual_seed(0), progress=False)
+    assert out.shape == x.shape and torch.allclose(out, direct.abs())
+    with pytest.raises(Exception, match="unknown sampler"):
+        DiffusionPosteriorModel(prior, sampler="ddim", device="cpu")

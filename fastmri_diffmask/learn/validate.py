@@ -82,18 +82,15 @@ class Validator:
         return float(psnr(rec.abs(), self.val.images[:n].to(self.device).abs()).mean())
 
     def dds_psnr(self, mask01: torch.Tensor, kind: str, seed: int = 0, num_slices: int | None = None) -> float:
-        """Mean PSNR of DDS (``cfg.dds_steps`` steps, the ``dds`` defaults of
-        :data:`~fastmri_diffmask.recon.run.SAMPLER_DEFAULTS`) on the first ``num_slices`` validation slices."""
-        from ..recon.run import SAMPLER_DEFAULTS
+        """Mean PSNR of DDS (``cfg.dds_steps`` steps, otherwise
+        :data:`~fastmri_diffmask.sample.dds.DDS_DEFAULTS`) on the first ``num_slices`` validation slices."""
         from ..sample.dds import dds_reconstruct
 
         n = num_slices or self.val.kspace.shape[0]
         km = as_kspace_mask(mask01[None].to(self.device), kind)
         k = self.val.kspace[:n].to(self.device)
-        d = SAMPLER_DEFAULTS["dds"]
         rec = dds_reconstruct(self.prior, k * km, km, self.val.sens_maps[:n].to(self.device), steps=self.cfg.dds_steps,
-                              dc_weight=d["dc_weight"], churn=d["churn"], generator=torch.Generator().manual_seed(seed),
-                              progress=False)
+                              generator=torch.Generator().manual_seed(seed), progress=False)
         return float(psnr(rec.abs(), self.val.images[:n].to(self.device).abs()).mean())
 
 

@@ -15,15 +15,16 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..sample.dds import DDS_DEFAULTS
 
 METHODS = ("zero-filled", "bart-l1", "sigpy-l1", "dps", "dds")
 #: Methods that need a diffusion prior.
 DIFFUSION_METHODS = ("dps", "dds")
 #: Defaults of the diffusion samplers' options where a setting leaves them ``None``. DPS as in
 #: FACTS.md (100 steps, no churn, no final data consistency); DDS as tuned on validation
-#: (benchmarks/tune_dds.jsonl: 50 steps, churn 20, per-step mu 0.01, 5 CG iterations).
+#: (:data:`~fastmri_diffmask.sample.dds.DDS_DEFAULTS`: 50 steps, churn 20, per-step mu 0.01).
 SAMPLER_DEFAULTS = {"dps": {"steps": 100, "churn": 0.0, "dc_weight": None},
-                    "dds": {"steps": 50, "churn": 20.0, "dc_weight": 0.01}}
+                    "dds": {k: DDS_DEFAULTS[k] for k in ("steps", "churn", "dc_weight")}}
 SENS_CHOICES = ("espirit-bart", "espirit-sigpy", "file")
 
 
@@ -36,7 +37,7 @@ class ReconSettings:
     zeta: float | None = None           # DPS likelihood step; None = tuned per acceleration
     churn: float | None = None          # EDM S_churn; None = SAMPLER_DEFAULTS
     dc_weight: float | None = None      # DPS: final data-consistency mu (None = off); DDS: per-step mu
-    cg_iters: int = 5                   # DDS: CG iterations per step
+    cg_iters: int = DDS_DEFAULTS["cg_iters"]  # DDS: CG iterations per step
     batch: int = 4
     sens: str = "espirit-bart"
     seed: int = 0

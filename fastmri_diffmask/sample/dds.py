@@ -28,8 +28,13 @@ from ..prior.base import Denoiser
 from .dps import data_consistency, edm_sigmas
 
 
+#: Settings chosen on the validation split (``benchmarks/tune_dds.py``, BENCHMARKS.md).
+DDS_DEFAULTS = {"steps": 50, "dc_weight": 0.01, "cg_iters": 5, "churn": 20.0}
+
+
 def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor,
-                    steps: int = 50, dc_weight: float = 0.03, cg_iters: int = 5, churn: float = 0.0,
+                    steps: int = DDS_DEFAULTS["steps"], dc_weight: float = DDS_DEFAULTS["dc_weight"],
+                    cg_iters: int = DDS_DEFAULTS["cg_iters"], churn: float = DDS_DEFAULTS["churn"],
                     generator: torch.Generator | None = None, progress: bool = True,
                     sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
     """Reconstruct complex images ``(B, H, W)`` from masked multi-coil k-space ``(B, C, H, W)``.
@@ -48,6 +53,7 @@ def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
         Conjugate-gradient iterations per step, warm-started at the denoised estimate.
     churn : float
         EDM's ``S_churn`` (0 = deterministic apart from the initial noise).
+        The defaults (:data:`DDS_DEFAULTS`) were tuned on the embedded validation slices.
     generator : torch.Generator, optional
         Seeds the initial noise and churn noise (CPU generator; results moved to the device).
     """

@@ -1,4 +1,4 @@
-"""``DiffusionPosteriorModel``: DPS reconstruction behind fastMRI's VarNet call signature.
+"""``DiffusionPosteriorModel``: DPS (or DDS) reconstruction behind fastMRI's VarNet call signature.
 
 fastMRI's ``VarNet.forward(masked_kspace, mask, num_low_frequencies)`` takes k-space as a real
 view ``(B, C, H, W, 2)`` and a mask ``(B, 1, 1, W, 1)`` and returns the RSS magnitude image
@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import UserError
 from ..prior.base import Denoiser
 from ..utils import resolve_device
+from .dds import DDS_DEFAULTS, dds_reconstruct
 from .dps import dps_reconstruct
 
 
@@ -43,7 +44,12 @@ class DiffusionPosteriorModel(nn.Module):
     ----------
     prior : Denoiser or str
         A denoiser, ``"default"`` (the shipped prior) or a path to prior weights.
-    steps, zeta, churn : DPS settings (see :func:`~fastmri_diffmask.sample.dps.dps_reconstruct`).
+    sampler : "dps" | "dds"
+        :func:`~fastmri_diffmask.sample.dps.dps_reconstruct` (the paper's) or the Jacobian-free
+        :func:`~fastmri_diffmask.sample.dds.dds_reconstruct` (about 3x faster at equal quality here).
+    steps, zeta, churn, dc_weight : sampler settings; ``None`` takes the sampler's default (DPS:
+        100 steps, no churn, no final data-consistency step; DDS: :data:`~fastmri_diffmask.sample.dds.DDS_DEFAULTS`).
+        ``zeta`` is DPS only.
     sens_backend : "sigpy" | "bart"
         ESPIRiT backend used when ``forward`` gets no ``sens_maps``.
     num_samples : int
@@ -52,16 +58,22 @@ class DiffusionPosteriorModel(nn.Module):
         Seeds the sampler so repeated calls give the same reconstruction.
     """
 
-    def __init__(self, prior: Denoiser | str = "default", steps: int = 100, zeta: float | None = None,
-                 churn: float = 0.0, sens_backend: str = "sigpy", num_samples: int = 1, seed: int = 0,
-                 device="auto", progress: bool = False):
+    def __init__(self, prior: Denoiser | str = "default", steps: int | None = None, zeta: float | None = None,
+                 churn: float | None = None, sens_backend: str = "sigpy", num_samples: int = 1, seed: int = 0,
+                 device="auto", progress: bool = False, sampler: str = "dps", dc_weight: float | None = None):
         super().__init__()
+        if sampler not in ("dps", "dds"):
+            raise UserError(f"unknown sampler {sampler!r}; use dps or dds")
         if isinstance(prior, str):
             from ..prior.weights import load_prior
 
             prior = load_prior(prior, device=device)
         self.prior = prior.to(resolve_device(device))
-        self.steps, self.zeta, self.churn = steps, zeta, churn
+        self.sampler, self.zeta = sampler, zeta
+        dds = sampler == "dds"
+        self.steps = steps if steps is not None else (DDS_DEFAULTS["steps"] if dds else 100)
+        self.churn = churn if churn is not None else (DDS_DEFAULTS["churn"] if dds else 0.0)
+        self.dc_weight = dc_weight if dc_weight is not None else (DDS_DEFAULTS["dc_weight"] if dds else None)
         self.sens_backend, self.num_samples, self.seed, self.progress = sens_backend, num_samples, seed, progress
 
     def estimate_sens_maps(self, kspace: torch.Tensor, num_low_frequencies) -> torch.Tensor:
@@ -87,8 +99,11 @@ class DiffusionPosteriorModel(nn.Module):
         g = torch.Generator().manual_seed(self.seed)
         out = 0
         for _ in range(self.num_samples):
-            out = out + dps_reconstruct(self.prior, k, m, sens_maps, steps=self.steps, zeta=self.zeta,
-                                        churn=self.churn, generator=g, progress=self.progress)
+            kw = dict(steps=self.steps, churn=self.churn, dc_weight=self.dc_weight, generator=g, progress=self.progress)
+            if self.sampler == "dps":
+                out = out + dps_reconstruct(self.prior, k, m, sens_maps, zeta=self.zeta, **kw)
+            else:
+                out = out + dds_reconstruct(self.prior, k, m, sens_maps, **kw)
         return out / self.num_samples
 
     def forward(self, masked_kspace, mask, num_low_frequencies=None, sens_maps=None) -> torch.Tensor:
