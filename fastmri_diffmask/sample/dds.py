@@ -18,14 +18,12 @@ All work happens on images scaled by the 99th percentile of the zero-filled esti
 
 from __future__ import annotations
 
-import math
-
 import torch
 from tqdm import tqdm
 
-from ..physics import MultiCoilOperator, percentile_scale, to_channels, to_complex
+from ..physics import to_channels, to_complex
 from ..prior.base import Denoiser
-from .dps import data_consistency, edm_sigmas
+from .dps import churn_noise, data_consistency, prepare_sampling
 
 
 #: Settings chosen on the validation split (``benchmarks/tune_dds.py``, BENCHMARKS.md).
@@ -59,22 +57,12 @@ def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
     """
     if steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
-    device = masked_kspace.device
-    mask = mask.to(device=device, dtype=torch.float32)
-    op = MultiCoilOperator(sens_maps.to(device), mask)
-    scale = percentile_scale(op.adjoint(masked_kspace))
-    y = masked_kspace / scale.unsqueeze(1)
-    b, _, h, w = masked_kspace.shape
-    t = edm_sigmas(steps, sigma_min, sigma_max, rho)
-    x = torch.randn((b, 2, h, w), generator=generator).to(device, torch.float32) * float(t[0])
-    gamma = min(churn / steps, math.sqrt(2) - 1) if churn > 0 else 0.0
+    p = prepare_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, sigma_min, sigma_max, rho)
+    t, x, b = p.sigmas, p.x, masked_kspace.shape[0]
     with torch.no_grad():
         for i in tqdm(range(steps), desc="DDS", unit="step", disable=not progress, leave=False):
-            sigma = float(t[i])
-            sigma_hat = sigma * (1 + gamma)
-            if gamma > 0:
-                x = x + math.sqrt(sigma_hat ** 2 - sigma ** 2) * torch.randn(x.shape, generator=generator).to(device)
-            denoised = prior(x, torch.full((b,), sigma_hat, device=device))
-            consistent = to_channels(data_consistency(op, y, to_complex(denoised), dc_weight, cg_iters))
+            x, sigma_hat = churn_noise(x, float(t[i]), p.gamma, generator)
+            denoised = prior(x, torch.full((b,), sigma_hat, device=x.device))
+            consistent = to_channels(data_consistency(p.op, p.y, to_complex(denoised), dc_weight, cg_iters))
             x = consistent + float(t[i + 1]) / sigma_hat * (x - denoised)
-    return to_complex(x) * scale
+    return to_complex(x) * p.scale

@@ -67,6 +67,39 @@ def data_consistency(op: MultiCoilOperator, y: torch.Tensor, x0: torch.Tensor, m
     return x
 
 
+class SamplingSetup(NamedTuple):
+    op: MultiCoilOperator   # mask, FFT and coils on the k-space's device
+    y: torch.Tensor         # the measurements divided by ``scale``
+    scale: torch.Tensor     # (B, 1, 1): 99th percentile of the zero-filled magnitude
+    sigmas: torch.Tensor    # EDM noise levels, ``steps + 1`` of them ending in 0
+    x: torch.Tensor         # (B, 2, H, W) initial noise at ``sigmas[0]``
+    gamma: float            # churn factor per step (0 = none)
+
+
+def prepare_sampling(masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor, steps: int,
+                     churn: float, generator: torch.Generator | None, sigma_min: float = 0.002,
+                     sigma_max: float = 80.0, rho: float = 7.0) -> SamplingSetup:
+    """What every sampler on the EDM schedule starts from: the operator, the measurements scaled by
+    the 99th percentile of ``|A^H y|``, the noise levels, the initial noise and EDM's churn factor
+    ``gamma = min(S_churn / N, sqrt 2 - 1)``."""
+    device = masked_kspace.device
+    op = MultiCoilOperator(sens_maps.to(device), mask.to(device=device, dtype=torch.float32))
+    scale = percentile_scale(op.adjoint(masked_kspace))
+    b, _, h, w = masked_kspace.shape
+    t = edm_sigmas(steps, sigma_min, sigma_max, rho)
+    x = torch.randn((b, 2, h, w), generator=generator).to(device, torch.float32) * float(t[0])
+    gamma = min(churn / steps, math.sqrt(2) - 1) if churn > 0 else 0.0
+    return SamplingSetup(op, masked_kspace / scale.unsqueeze(1), scale, t, x, gamma)
+
+
+def churn_noise(x: torch.Tensor, sigma: float, gamma: float, generator: torch.Generator | None) -> tuple[torch.Tensor, float]:
+    """EDM's stochastic step: raise the noise level to ``sigma (1 + gamma)`` with fresh noise."""
+    sigma_hat = sigma * (1 + gamma)
+    if gamma > 0:
+        x = x + math.sqrt(sigma_hat ** 2 - sigma ** 2) * torch.randn(x.shape, generator=generator).to(x.device)
+    return x, sigma_hat
+
+
 def dps_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor,
                     steps: int = 100, zeta: float | None = None, churn: float = 0.0,
                     generator: torch.Generator | None = None, progress: bool = True,
@@ -90,22 +123,13 @@ def dps_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
         ``mu`` of a final data-consistency step (:func:`data_consistency`, ``dc_iters`` CG
         iterations) on the scaled image; ``None`` (default) returns the DPS sample as it is.
     """
+    p = prepare_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, sigma_min, sigma_max, rho)
+    op, y, t, x, b = p.op, p.y, p.sigmas, p.x, masked_kspace.shape[0]
     device = masked_kspace.device
-    mask = mask.to(device=device, dtype=torch.float32)
-    op = MultiCoilOperator(sens_maps.to(device), mask)
     if zeta is None:
-        zeta = default_zeta(mask_acceleration(mask, masked_kspace.shape[-2:]))
-    scale = percentile_scale(op.adjoint(masked_kspace))
-    y = masked_kspace / scale.unsqueeze(1)
-    b, _, h, w = masked_kspace.shape
-    t = edm_sigmas(steps, sigma_min, sigma_max, rho)
-    x = torch.randn((b, 2, h, w), generator=generator).to(device, torch.float32) * float(t[0])
-    gamma = min(churn / steps, math.sqrt(2) - 1) if churn > 0 else 0.0
+        zeta = default_zeta(mask_acceleration(op.mask, masked_kspace.shape[-2:]))
     for i in tqdm(range(steps), desc="DPS", unit="step", disable=not progress, leave=False):
-        sigma = float(t[i])
-        sigma_hat = sigma * (1 + gamma)
-        if gamma > 0:
-            x = x + math.sqrt(sigma_hat ** 2 - sigma ** 2) * torch.randn(x.shape, generator=generator).to(device)
+        x, sigma_hat = churn_noise(x, float(t[i]), p.gamma, generator)
         x = x.detach().requires_grad_(True)
         denoised = prior(x, torch.full((b,), sigma_hat, device=device))
         residual = y - op.forward(to_complex(denoised))
@@ -119,7 +143,7 @@ def dps_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
     if dc_weight is not None:
         with torch.no_grad():
             out = data_consistency(op, y, out, float(dc_weight), dc_iters)
-    return out * scale
+    return out * p.scale
 
 
 class PosteriorSummary(NamedTuple):
