@@ -23,3 +23,30 @@ def load_cases(data_dir: str, split: str, num_slices: int, accelerations, masks)
             maps = np.stack([sens_maps_for(k[i] * m.mask, None, nlf, "espirit-bart") for i in range(len(k))])
             cases.append((r, mt, m, maps))
     return data, cases
+
+
+def add_case_arguments(parser, out: str, num_slices: int = 4) -> None:
+    """The options every tuning script shares: data, split, slices, accelerations, masks, prior, out."""
+    parser.add_argument("--data", default="runs/data")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--num-slices", type=int, default=num_slices)
+    parser.add_argument("--accelerations", type=float, nargs="+", default=[4, 8])
+    parser.add_argument("--masks", nargs="+", default=["equispaced_fraction", "vd_random"])
+    parser.add_argument("--prior", default="default")
+    parser.add_argument("--out", default=out)
+
+
+def mean_scores(target, recon) -> dict:
+    """Mean PSNR and SSIM (fastMRI's definitions) of magnitude reconstructions over the slices."""
+    from fastmri_diffmask.metrics import score
+
+    sc = [score(target[i], recon[i]) for i in range(len(recon))]
+    return {"psnr": float(np.mean([s["psnr"] for s in sc])), "ssim": float(np.mean([s["ssim"] for s in sc]))}
+
+
+def case_tensors(kspace, mask_sample, maps):
+    """``(mask (1, 1, H, W), masked k-space, maps)`` as torch tensors for the samplers."""
+    import torch
+
+    mask = torch.from_numpy(np.ascontiguousarray(mask_sample.mask, np.float32))[None, None]
+    return mask, torch.from_numpy(kspace * mask_sample.mask), torch.from_numpy(np.ascontiguousarray(maps))

@@ -14,28 +14,20 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
+from _val_cases import add_case_arguments, case_tensors, load_cases, mean_scores
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="runs/data")
-    p.add_argument("--split", default="val")
-    p.add_argument("--num-slices", type=int, default=10)
-    p.add_argument("--accelerations", type=float, nargs="+", default=[4, 8])
-    p.add_argument("--masks", nargs="+", default=["equispaced_fraction", "vd_random"])
+    add_case_arguments(p, out="benchmarks/tune_dps.jsonl", num_slices=10)
     p.add_argument("--zetas", type=float, nargs="+", default=[3, 5])
     p.add_argument("--dc-weights", type=float, nargs="+", default=[0, 0.01, 0.1])
     p.add_argument("--churns", type=float, nargs="+", default=[0.0], help="EDM S_churn values")
     p.add_argument("--dc-iters", type=int, default=10)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--batch", type=int, default=10)
-    p.add_argument("--prior", default="default")
-    p.add_argument("--out", default="benchmarks/tune_dps.jsonl")
     a = p.parse_args()
-    from _val_cases import load_cases
-    from fastmri_diffmask.metrics import score
     from fastmri_diffmask.physics import MultiCoilOperator
     from fastmri_diffmask.prior.weights import load_prior
     from fastmri_diffmask.sample.dps import data_consistency, dps_reconstruct
@@ -45,9 +37,7 @@ def main():
     prior = load_prior(a.prior, device="cpu")
     with open(a.out, "a") as log:
         for r, mt, m, maps in cases:
-            mask = torch.from_numpy(np.ascontiguousarray(m.mask, np.float32))[None, None]
-            y = torch.from_numpy(k * m.mask)
-            sm = torch.from_numpy(np.ascontiguousarray(maps))
+            mask, y, sm = case_tensors(k, m, maps)
             for zeta, churn in ((z, c) for z in a.zetas for c in a.churns):
                 t0, outs = time.time(), []
                 g = torch.Generator().manual_seed(0)
@@ -59,12 +49,9 @@ def main():
                 op = MultiCoilOperator(sm, mask)
                 for mu in a.dc_weights:
                     rec = x if mu == 0 else data_consistency(op, y, x, mu, a.dc_iters)
-                    sc = [score(target[i], rec[i].abs().numpy()) for i in range(len(k))]
                     row = {"R": r, "mask": mt, "achieved_R": round(m.acceleration, 3), "zeta": zeta,
                            "churn": churn, "dc_weight": mu, "steps": a.steps, "prior": prior.sha256[:12],
-                           "psnr": float(np.mean([s["psnr"] for s in sc])),
-                           "ssim": float(np.mean([s["ssim"] for s in sc])),
-                           "dps_seconds_per_slice": round(sec, 2), "slices": len(k), "split": a.split}
+                           **mean_scores(target, rec.abs().numpy()), "dps_seconds_per_slice": round(sec, 2), "slices": len(k), "split": a.split}
                     print(json.dumps(row), flush=True)
                     log.write(json.dumps(row) + "\n")
 

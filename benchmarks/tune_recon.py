@@ -11,25 +11,17 @@ writes JSON lines to --out.
 import argparse
 import json
 
-import numpy as np
+from _val_cases import add_case_arguments, load_cases, mean_scores
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="runs/data")
-    p.add_argument("--split", default="val")
-    p.add_argument("--num-slices", type=int, default=4)
-    p.add_argument("--accelerations", type=float, nargs="+", default=[4, 8])
-    p.add_argument("--masks", nargs="+", default=["equispaced_fraction", "vd_random"])
+    add_case_arguments(p, out="benchmarks/tune_recon.jsonl")
     p.add_argument("--lamdas", type=float, nargs="*", default=[3e-4, 1e-3, 3e-3])
     p.add_argument("--methods", nargs="*", default=["bart-l1"])
     p.add_argument("--zetas", type=float, nargs="*", default=[2, 3, 5, 8])
     p.add_argument("--dps-steps", type=int, default=100)
-    p.add_argument("--prior", default="default")
-    p.add_argument("--out", default="benchmarks/tune_recon.jsonl")
     a = p.parse_args()
-    from _val_cases import load_cases
-    from fastmri_diffmask.metrics import score
     from fastmri_diffmask.prior.weights import load_prior
     from fastmri_diffmask.recon.run import ReconSettings, reconstruct_slices
 
@@ -43,9 +35,8 @@ def main():
             for meth, kw in settings:
                 s = ReconSettings(method=meth, prior=prior, device="cpu", seed=0, **kw)
                 rec = reconstruct_slices(k, m.mask, maps, m.acceleration, s)
-                sc = [score(target[i], rec[i]) for i in range(len(k))]
-                row = {"R": r, "mask": mt, "method": meth, **kw, "psnr": float(np.mean([x["psnr"] for x in sc])),
-                       "ssim": float(np.mean([x["ssim"] for x in sc])), "slices": len(k), "split": a.split}
+                row = {"R": r, "mask": mt, "method": meth, **kw, **mean_scores(target, rec), "slices": len(k),
+                       "split": a.split}
                 print(json.dumps(row), flush=True)
                 log.write(json.dumps(row) + "\n")
 
