@@ -373,11 +373,18 @@ def test_no_library_module_imports_the_cli():
 
 @pytest.mark.parametrize("opt,needle", [({"dc_weight": -1}, "a positive number"), ({"dc_weight": "x"}, "a positive number"),
                                         ({"steps": 0}, "a positive integer"), ({"steps": 2.5}, "a positive integer"),
-                                        ({"churn": -1}, "a number >= 0")])
+                                        ({"churn": -1}, "a number >= 0"), ({"cg_iters": 0}, "a positive integer")])
 def test_bad_method_option_values_are_one_line_errors(opt, needle):
     from fastmri_diffmask.compare.config import parse_config
     from fastmri_diffmask.errors import UserError
 
-    raw = {"data": "d", "masks": [{"name": "e", "type": "equispaced_fraction"}], "methods": [{"name": "dps", **opt}]}
+    raw = {"data": "d", "masks": [{"name": "e", "type": "equispaced_fraction"}], "methods": [{"name": "dds", **opt}]}
     with pytest.raises(UserError, match=f"must be {needle}"):
+        parse_config(raw, base=".", where="cfg")
+    if "cg_iters" not in opt:  # DPS takes the same options, and cg_iters is DDS's alone
+        raw["methods"] = [{"name": "dps", **opt}]
+        with pytest.raises(UserError, match=f"must be {needle}"):
+            parse_config(raw, base=".", where="cfg")
+    raw["methods"] = [{"name": "dps", "cg_iters": 5}]
+    with pytest.raises(UserError, match="unknown option"):
         parse_config(raw, base=".", where="cfg")

@@ -130,6 +130,8 @@ def test_recon_bad_inputs(data_dir, tmp_path, capsys, monkeypatch):
     assert "mask" in _bad(tmp_path, capsys, _recon(data_dir, **{"--mask-type": "spiral"}))
     assert "acceleration" in _bad(tmp_path, capsys, _recon(data_dir, **{"--acceleration": "1"}))
     assert _bad(tmp_path, capsys, _recon(data_dir, **{"--acceleration": "16", "--num-low-frequencies": "8"}))
+    assert "--cg-iters" in _bad(tmp_path, capsys, _recon(data_dir, **{"--method": "dds", "--cg-iters": "0"}))
+    assert "--churn" in _bad(tmp_path, capsys, _recon(data_dir, **{"--method": "dds", "--churn": "-1"}))
     # NaN k-space, truncated file, non-fastMRI h5
     bad = tmp_path / "bad"
     (bad / "test").mkdir(parents=True)
