@@ -273,7 +273,7 @@ def test_cli_flags_are_the_library_options_with_the_same_defaults():
     # chosen by the validation ablation (BENCHMARKS.md): objective (b), DPS-selected export
     assert (d.objective, d.export, d.export_select, d.dds_steps, d.select_slices) == ("tweedie-x0", "sampled", "dds", 25, 4)
     # chosen by benchmarks/judge_study.py: DDS-25 (and DPS-50 + DC) judge like DPS-100; draws also from the 50/50 mix
-    assert (d.select_dc_weight, d.export_flatten, d.export_draws) == (0.03, "0,0.5", 8)
+    assert (d.select_dc_weight, d.export_flatten, d.export_draws) == (0.03, "0,0.5", 4)
     assert (d.init_density, d.init_power) == ("vd", 2.0)
 
 
