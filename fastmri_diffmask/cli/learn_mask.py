@@ -51,7 +51,7 @@ def register(sub) -> None:
     o.add_argument("--seed", type=int, default=_D.seed)
     o.add_argument("--num-train", type=int, default=_D.num_train, help="use N training slices evenly spread over the training set (default all)")
     o.add_argument("--num-val", type=int, default=_D.num_val, help="use the first N validation slices")
-    o.add_argument("--val-every", type=int, default=_D.val_every, help="validate every N steps (default one epoch; 0 never)")
+    o.add_argument("--val-every", type=int, default=_D.val_every, help="validate every N steps (default one epoch, at least 25 steps; 0 never)")
     o.add_argument("--dps-every", type=int, default=_D.dps_every, help="full DPS validation every K validations (0 off)")
     o.add_argument("--dps-steps", type=int, default=_D.dps_steps, help="DPS steps of DPS validation and the DPS judge")
     o.add_argument("--dds-steps", type=int, default=_D.dds_steps, help="DDS steps of the DDS judge (--export-select dds)")

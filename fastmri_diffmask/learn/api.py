@@ -101,7 +101,7 @@ class LearnMaskOptions:
         Use only N training slices, evenly spread over the training set
         (:func:`~fastmri_diffmask.dataset.load_slices` with ``spread``), / the first N validation slices.
     val_every : int or None
-        Validate every N steps (default one epoch; 0 never).
+        Validate every N steps (default one epoch, at least 25 steps; 0 never).
     dps_every : int
         Full DPS validation every K validations (0 off).
     dps_steps : int

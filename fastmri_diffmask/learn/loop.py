@@ -34,6 +34,8 @@ from .tweedie import ObjectiveConfig, objective_loss
 from .validate import Validator, choose_sampled, scaled_batch
 
 CKPT_FORMAT = "fastmri-diffmask-learn-checkpoint"
+#: With ``val_every=None``, validate once an epoch but not more often than every this many steps.
+MIN_VAL_EVERY = 25
 EXPORTS = ("topk", "quantile", "sampled", "best")
 
 
@@ -41,7 +43,8 @@ EXPORTS = ("topk", "quantile", "sampled", "best")
 class LearnConfig:
     """Loop settings. ``steps`` counts Adam iterations (``epochs``, if set, overrides it as
     ``epochs * ceil(n_train / batch)``); ``tau`` anneals geometrically to ``tau_end``; ``lr``
-    is constant or cosine-decayed; ``val_every`` in steps (default one epoch, 0 = never).
+    is constant or cosine-decayed; ``val_every`` in steps (default one epoch but at least
+    :data:`MIN_VAL_EVERY` steps, 0 = never).
     ``export="sampled"`` keeps the best of ``export_draws`` exact-budget draws (stratified or
     independent); ``export="best"`` the best of those draws, the top-k and the quantile masks
     independent) by the validation proxy or by DPS / DDS PSNR (``export_select``, ``dps_steps``,
@@ -197,7 +200,9 @@ def learn_mask(prior, train, val, kind: str, acceleration: float, num_low_freque
     n = x_all.shape[0]
     total = cfg.total_steps(n)
     per_epoch = math.ceil(n / cfg.batch)
-    val_every = per_epoch if cfg.val_every is None else cfg.val_every
+    # default: once an epoch, but at most every MIN_VAL_EVERY steps (a 5-slice training set would
+    # otherwise validate every 3 steps and spend most of its time there)
+    val_every = max(per_epoch, MIN_VAL_EVERY) if cfg.val_every is None else cfg.val_every
     validator = Validator(prior, val, cfg, device) if val is not None and val_every else None
     opt = torch.optim.Adam([mask.logits], lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
