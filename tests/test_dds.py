@@ -4,7 +4,7 @@ import torch
 from fastmri_diffmask.physics import MultiCoilOperator, fft2c
 from fastmri_diffmask.sample.dds import dds_reconstruct
 
-from test_dps import _problem
+from test_dps import _line_mask, _problem
 
 
 def test_dds_fully_sampled_returns_measured_image():
@@ -21,10 +21,7 @@ def test_dds_fully_sampled_returns_measured_image():
 def test_dds_keeps_the_sampled_lines_and_fills_the_others():
     prior, x, maps = _problem(size=16, coils=1, seed=1)
     maps = torch.ones_like(maps)  # one coil of ones: A^H A is diagonal in k-space
-    w = x.shape[-1]
-    mask = torch.zeros(1, 1, 1, w)
-    mask[..., ::3] = 1
-    mask[..., w // 2 - 2:w // 2 + 2] = 1
+    mask = _line_mask(x.shape[-1])
     op = MultiCoilOperator(maps, mask)
     y = op.forward(x)
     kw = dict(steps=20, dc_weight=1e-4, cg_iters=5, churn=10, progress=False)

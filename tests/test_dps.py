@@ -35,12 +35,17 @@ def test_dps_fully_sampled_returns_measured_image():
     assert rel < 0.06 and rel < prior_mean_err / 5, (rel, prior_mean_err)
 
 
-def test_dps_undersampled_beats_zero_filled_and_is_seeded():
-    prior, x, maps = _problem(seed=1)
-    w = x.shape[-1]
+def _line_mask(w: int) -> torch.Tensor:
+    """Every third line and a 4-line centre, shaped (1, 1, 1, W)."""
     mask = torch.zeros(1, 1, 1, w)
     mask[..., ::3] = 1
     mask[..., w // 2 - 2:w // 2 + 2] = 1
+    return mask
+
+
+def test_dps_undersampled_beats_zero_filled_and_is_seeded():
+    prior, x, maps = _problem(seed=1)
+    mask = _line_mask(x.shape[-1])
     op = MultiCoilOperator(maps, mask)
     y = op.forward(x)
     kw = dict(steps=40, zeta=1.0, progress=False)
