@@ -50,6 +50,7 @@ class Validator:
         self.prior, self.cfg, self.device = prior, cfg, device
         self.obj = cfg.val_objective or cheap_proxy(cfg.objective)
         self.val = val
+        self.magnitudes = val.images.abs().to(device)  # the PSNR targets, computed once, not per candidate
         x, s = scaled_batch(val)
         self.x, self.s = x.to(device), s.to(device)
         q = cfg.val_quantiles
@@ -79,7 +80,7 @@ class Validator:
         rec = dps_reconstruct(self.prior, k * km, km, self.val.sens_maps[:n].to(self.device),
                               steps=steps or self.cfg.dps_steps, generator=g, progress=False,
                               dc_weight=self.cfg.select_dc_weight)
-        return float(psnr(rec.abs(), self.val.images[:n].to(self.device).abs()).mean())
+        return float(psnr(rec.abs(), self.magnitudes[:n]).mean())
 
     def dds_psnr(self, mask01: torch.Tensor, kind: str, seed: int = 0, num_slices: int | None = None) -> float:
         """Mean PSNR of DDS (``cfg.dds_steps`` steps, otherwise
@@ -91,7 +92,7 @@ class Validator:
         k = self.val.kspace[:n].to(self.device)
         rec = dds_reconstruct(self.prior, k * km, km, self.val.sens_maps[:n].to(self.device), steps=self.cfg.dds_steps,
                               generator=torch.Generator().manual_seed(seed), progress=False)
-        return float(psnr(rec.abs(), self.val.images[:n].to(self.device).abs()).mean())
+        return float(psnr(rec.abs(), self.magnitudes[:n]).mean())
 
 
 def psnr(rec: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
