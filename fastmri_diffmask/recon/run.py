@@ -15,16 +15,12 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..sample.dds import DDS_DEFAULTS
+from ..sample.dds import DDS_DEFAULTS, SAMPLER_DEFAULTS
 
 METHODS = ("zero-filled", "bart-l1", "sigpy-l1", "dps", "dds")
 #: Methods that need a diffusion prior.
 DIFFUSION_METHODS = ("dps", "dds")
-#: Defaults of the diffusion samplers' options where a setting leaves them ``None``. DPS as in
-#: FACTS.md (100 steps, no churn, no final data consistency); DDS as tuned on validation
-#: (:data:`~fastmri_diffmask.sample.dds.DDS_DEFAULTS`: 50 steps, churn 20, per-step mu 0.01).
-SAMPLER_DEFAULTS = {"dps": {"steps": 100, "churn": 0.0, "dc_weight": None},
-                    "dds": {k: DDS_DEFAULTS[k] for k in ("steps", "churn", "dc_weight")}}
+
 SENS_CHOICES = ("espirit-bart", "espirit-sigpy", "file")
 
 

@@ -28,6 +28,10 @@ from .dps import churn_noise, data_consistency, prepare_sampling
 
 #: Settings chosen on the validation split (``benchmarks/tune_dds.py``, BENCHMARKS.md).
 DDS_DEFAULTS = {"steps": 50, "dc_weight": 0.01, "cg_iters": 5, "churn": 20.0}
+#: Defaults of both samplers' options where a caller leaves them ``None``: DPS as in FACTS.md
+#: (100 steps, no churn, no final data-consistency step), DDS as tuned.
+SAMPLER_DEFAULTS = {"dps": {"steps": 100, "churn": 0.0, "dc_weight": None},
+                    "dds": {k: DDS_DEFAULTS[k] for k in ("steps", "churn", "dc_weight")}}
 
 
 def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor,

@@ -15,7 +15,7 @@ from torch import nn
 from ..errors import UserError
 from ..prior.base import Denoiser
 from ..utils import resolve_device
-from .dds import DDS_DEFAULTS, dds_reconstruct
+from .dds import SAMPLER_DEFAULTS, dds_reconstruct
 from .dps import dps_reconstruct
 
 
@@ -48,7 +48,8 @@ class DiffusionPosteriorModel(nn.Module):
         :func:`~fastmri_diffmask.sample.dps.dps_reconstruct` (the paper's) or the Jacobian-free
         :func:`~fastmri_diffmask.sample.dds.dds_reconstruct` (about 3x faster at equal quality here).
     steps, zeta, churn, dc_weight : sampler settings; ``None`` takes the sampler's default (DPS:
-        100 steps, no churn, no final data-consistency step; DDS: :data:`~fastmri_diffmask.sample.dds.DDS_DEFAULTS`).
+        100 steps, no churn, no final data-consistency step; DDS as tuned):
+        :data:`~fastmri_diffmask.sample.dds.SAMPLER_DEFAULTS`.
         ``zeta`` is DPS only.
     sens_backend : "sigpy" | "bart"
         ESPIRiT backend used when ``forward`` gets no ``sens_maps``.
@@ -70,10 +71,10 @@ class DiffusionPosteriorModel(nn.Module):
             prior = load_prior(prior, device=device)
         self.prior = prior.to(resolve_device(device))
         self.sampler, self.zeta = sampler, zeta
-        dds = sampler == "dds"
-        self.steps = steps if steps is not None else (DDS_DEFAULTS["steps"] if dds else 100)
-        self.churn = churn if churn is not None else (DDS_DEFAULTS["churn"] if dds else 0.0)
-        self.dc_weight = dc_weight if dc_weight is not None else (DDS_DEFAULTS["dc_weight"] if dds else None)
+        d = SAMPLER_DEFAULTS[sampler]
+        self.steps = d["steps"] if steps is None else steps
+        self.churn = d["churn"] if churn is None else churn
+        self.dc_weight = d["dc_weight"] if dc_weight is None else dc_weight
         self.sens_backend, self.num_samples, self.seed, self.progress = sens_backend, num_samples, seed, progress
 
     def estimate_sens_maps(self, kspace: torch.Tensor, num_low_frequencies) -> torch.Tensor:
