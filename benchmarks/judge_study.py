@@ -8,7 +8,7 @@ lines: the learned probabilities of ``--mask-file``, their 50/50 mix with a flat
 density, and the (1-r)^2 variable density. Judges, on the first ``--judge-slices`` validation
 slices: DPS with 25 steps as it is (the learn-mask export selector of session 2), DPS 25 and 50
 steps followed by the data-consistency step (dc 0.03), and DDS (``sample.dds``) with 25 and 50
-steps (churn 20, per-step dc 0.01, 5 CG iterations; tuned on validation, ``tune_dds.py``). Truth:
+steps (otherwise ``DDS_DEFAULTS``: churn 20, per-step dc 0.01, 5 CG iterations; tuned on validation). Truth:
 DPS 100 steps + dc on the remaining validation slices (held apart from the judges). ESPIRiT (BART)
 maps from the fixed centre. One JSON line per mask, appended (a rerun skips finished masks);
 ``--add-judges`` scores the masks of an existing --out with judges it lacks (the truth is reused).
@@ -90,8 +90,7 @@ def main():
     def dds(mask, idx, steps):
         km = torch.from_numpy(mask).float().view(1, 1, 1, w)
         rec = dds_reconstruct(prior, torch.from_numpy(k[idx]) * km, km, torch.from_numpy(maps[idx]), steps=steps,
-                              dc_weight=0.01, cg_iters=5, churn=20, generator=torch.Generator().manual_seed(0),
-                              progress=False)
+                              generator=torch.Generator().manual_seed(0), progress=False)  # DDS_DEFAULTS otherwise
         return float(np.mean([score(target[i], rec[j].abs().numpy())["psnr"] for j, i in enumerate(idx)]))
 
     judge = list(range(a.judge_slices))
