@@ -1,4 +1,4 @@
-"""Tune DPS on the VALIDATION split: zeta, and the weight of the optional final data-consistency step.
+"""Tune DPS on the VALIDATION split: zeta, churn, and the weight of the optional final data-consistency step.
 
     python benchmarks/tune_dps.py --data runs/data --split val --num-slices 10 \
         --accelerations 4 8 --zetas 3 5 --dc-weights 0 0.01 0.1 --steps 100
