@@ -148,6 +148,33 @@ def test_stratified_draws_have_exact_budget_and_follow_the_density():
     assert torch.allclose(draws.mean(0), m.probabilities().detach(), atol=0.05)
 
 
+def test_systematic_masks_are_exact_budget_and_average_to_the_density():
+    """``systematic(u)``: exact budget, centre kept, ``u = 1/2`` is the quantile export, and over
+    evenly spaced offsets each line is sampled with frequency ~p' (systematic sampling is
+    unbiased); different offsets give different masks; an offset outside [0, 1) is refused."""
+    m = BernoulliMask(64, 4, 4)
+    with torch.no_grad():
+        m.logits.copy_(torch.linspace(-3, 3, 64))
+    masks = torch.stack([m.systematic((i + 0.5) / 400) for i in range(400)])
+    assert torch.all(masks.sum(1) == 16) and torch.all(masks[:, m.fixed] == 1)
+    assert torch.allclose(masks.mean(0), m.probabilities().detach(), atol=0.01)
+    assert torch.equal(m.systematic(0.5), m.binarize("quantile"))
+    assert len({tuple(x.tolist()) for x in masks}) > 10
+    q = m.flattened(1.0)  # flat: a regular grid over the free lines (the centre skipped)
+    ranks = np.searchsorted(np.flatnonzero(m.free.numpy()), np.flatnonzero((m.systematic(0.25, probabilities=q) * m.free).numpy()))
+    assert len(ranks) == 12 and np.all(np.diff(ranks) == 5)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(UserError, match="offset"):
+            m.systematic(bad)
+
+
+def test_systematic_point_masks_keep_the_budget():
+    m = _random_logits(BernoulliMask((16, 16), 8, 4, kind="point", corner_cut=True), 2)
+    for u in (0.0, 0.3, 0.99):
+        d = m.systematic(u)
+        assert int(d.sum()) == m.budget and torch.all(d[m.fixed] == 1) and torch.all(d[m.excluded] == 0)
+
+
 def test_density_logits_start_proportional_to_the_density():
     """A mask started from ``density_logits`` of a density whose mean exceeds the budget has
     renormalised probabilities proportional to that density (LOUPE scales them down)."""

@@ -58,7 +58,10 @@ def register(sub) -> None:
     o.add_argument("--export", choices=["topk", "quantile", "sampled", "best"], default=_D.export,
                    help="binary mask: top-k, quantiles of the density, best of --export-draws draws on val, "
                         "or best of those draws, top-k and quantile")
-    o.add_argument("--export-draws", type=int, default=_D.export_draws)
+    o.add_argument("--export-draws", type=int, default=_D.export_draws, help="candidates per density (default 4)")
+    o.add_argument("--export-sampling", choices=["systematic", "stratified", "independent"], default=_D.export_sampling,
+                   help="how the candidates come from a density: systematic offsets (deterministic), stratified "
+                        "or independent random draws")
     o.add_argument("--export-select", choices=["proxy", "dps", "dds"], default=_D.export_select,
                    help="how --export sampled/best picks its mask on val: the one-step proxy, DPS PSNR (--dps-steps) "
                         "or DDS PSNR (--dds-steps)")
@@ -67,7 +70,7 @@ def register(sub) -> None:
     o.add_argument("--select-dc-weight", type=float, default=_D.select_dc_weight,
                    help="data-consistency weight of the DPS judge's final step (default 0.03)")
     o.add_argument("--export-flatten", default=_D.export_flatten,
-                   help="comma-separated weights w: draws also come from (1-w) p' + w * flat (default 0)")
+                   help="comma-separated weights w: candidates also come from (1-w) p' + w * flat (default 0,0.5)")
     o.add_argument("--nested", action="store_true", help="learn nested masks at 4R, 2R, R (coarse to fine)")
     o.add_argument("--resume", action="store_true", help="continue an interrupted run from <out>.ckpt")
     o.add_argument("--init-from", default=_D.init_from, help="start from the logits of an existing mask file")

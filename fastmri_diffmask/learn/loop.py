@@ -37,6 +37,8 @@ CKPT_FORMAT = "fastmri-diffmask-learn-checkpoint"
 #: With ``val_every=None``, validate once an epoch but not more often than every this many steps.
 MIN_VAL_EVERY = 25
 EXPORTS = ("topk", "quantile", "sampled", "best")
+#: How the export's candidates come from a density (:func:`.validate.candidate_masks`).
+SAMPLINGS = ("systematic", "stratified", "independent")
 
 
 @dataclasses.dataclass
@@ -45,10 +47,10 @@ class LearnConfig:
     ``epochs * ceil(n_train / batch)``); ``tau`` anneals geometrically to ``tau_end``; ``lr``
     is constant or cosine-decayed; ``val_every`` in steps (default one epoch but at least
     :data:`MIN_VAL_EVERY` steps, 0 = never).
-    ``export="sampled"`` keeps the best of ``export_draws`` exact-budget draws (stratified or
-    independent); ``export="best"`` the best of those draws, the top-k and the quantile masks
-    independent) by the validation proxy or by DPS / DDS PSNR (``export_select``, ``dps_steps``,
-    ``dds_steps``)."""
+    ``export="sampled"`` keeps the best of ``export_draws`` exact-budget candidates per density
+    (``export_sampling``: systematic offsets, stratified or independent draws); ``export="best"``
+    the best of those, the top-k and the quantile masks, by the validation proxy or by DPS / DDS
+    PSNR (``export_select``, ``dps_steps``, ``dds_steps``)."""
 
     objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
     steps: int = 250
@@ -68,7 +70,7 @@ class LearnConfig:
     dds_steps: int = 25
     export: str = "topk"
     export_draws: int = 8
-    export_stratified: bool = True
+    export_sampling: str = "stratified"
     export_select: str = "proxy"
     export_flatten: tuple = (0.0,)
     select_slices: int | None = 4
@@ -85,6 +87,8 @@ class LearnConfig:
             raise UserError("lr and the Gumbel temperatures must be > 0")
         if self.lr_schedule not in ("constant", "cosine"):
             raise UserError(f"unknown lr schedule {self.lr_schedule!r}; use constant or cosine")
+        if self.export_sampling not in SAMPLINGS:
+            raise UserError(f"unknown export sampling {self.export_sampling!r}; use one of {', '.join(SAMPLINGS)}")
         if self.export_select not in ("proxy", "dps", "dds"):
             raise UserError(f"unknown export selection {self.export_select!r}; use proxy, dps or dds")
         if not self.export_flatten or not all(0.0 <= float(w) <= 1.0 for w in self.export_flatten):

@@ -102,24 +102,41 @@ def psnr(rec: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(rng ** 2 / mse.clamp_min(1e-20))
 
 
-# -- checkpoints -------------------------------------------------------------------------------
+# -- export ------------------------------------------------------------------------------------
+
+
+def candidate_masks(mask: BernoulliMask, cfg: LearnConfig) -> tuple[list[torch.Tensor], list[str]]:
+    """The exact-budget candidates of the export, with labels: ``cfg.export_draws`` masks from
+    ``p'`` and from each flattened density ``(1 - w) p' + w s`` of ``cfg.export_flatten``.
+    ``cfg.export_sampling``: ``"systematic"`` - the offsets ``(i + 1/2) / export_draws`` of
+    :meth:`BernoulliMask.systematic` (deterministic); ``"stratified"`` / ``"independent"`` -
+    random draws (:meth:`BernoulliMask.draw_exact`) from one generator seeded ``cfg.seed + 2``,
+    so the first family's draws do not depend on the others."""
+    g = torch.Generator().manual_seed(cfg.seed + 2)
+    n, draws, labels = cfg.export_draws, [], []
+    for w in cfg.export_flatten:  # weight 0: p' itself
+        p = mask.flattened(w)
+        prefix = "" if w == 0 else f"flat {w:g} "
+        if cfg.export_sampling == "systematic":
+            offsets = [(i + 0.5) / n for i in range(n)]
+            draws += [mask.systematic(u, probabilities=p) for u in offsets]
+            labels += [f"{prefix}offset {u:g}" for u in offsets]
+        else:
+            stratified = cfg.export_sampling == "stratified"
+            draws += [mask.draw_exact(g, stratified=stratified, probabilities=p) for _ in range(n)]
+            labels += [f"{prefix}draw {i}" for i in range(n)]
+    return draws, labels
 
 
 def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig, progress: bool = False) -> dict:
-    """Best of ``cfg.export_draws`` exact-budget draws from ``p'`` and from each flattened density
-    ``(1 - w) p' + w s`` of ``cfg.export_flatten`` (stratified when ``cfg.export_stratified``;
-    with ``cfg.export == "best"`` the top-k and quantile masks join them) by the validation
+    """Best of the exact-budget candidates of :func:`candidate_masks` (with ``cfg.export ==
+    "best"`` the top-k and quantile masks join them) by the validation
     proxy, by the PSNR of DPS (``cfg.dps_steps`` steps, then the data-consistency step
     ``cfg.select_dc_weight``, first ``cfg.select_slices`` validation slices) when
     ``cfg.export_select == "dps"`` or ``cfg.dps_every``, or by the PSNR of DDS (``cfg.dds_steps``
     steps, same slices) when ``cfg.export_select == "dds"``.
     Returns ``{"mask", "scores", "chosen", "labels", "chosen_label"}``."""
-    g = torch.Generator().manual_seed(cfg.seed + 2)
-    draws, labels = [], []
-    for w in cfg.export_flatten:  # weight 0: p' itself; the first family's draws do not depend on the others
-        p = mask.flattened(w)
-        draws += [mask.draw_exact(g, stratified=cfg.export_stratified, probabilities=p) for _ in range(cfg.export_draws)]
-        labels += [f"draw {i}" if w == 0 else f"flat {w:g} draw {i}" for i in range(cfg.export_draws)]
+    draws, labels = candidate_masks(mask, cfg)
     if cfg.export == "best":  # the deterministic exports compete with the draws
         draws = [mask.binarize("topk"), mask.binarize("quantile")] + draws
         labels = ["topk", "quantile"] + labels

@@ -230,18 +230,40 @@ class BernoulliMask(nn.Module):
             order = grid.ravel()
         return order[self.free.cpu().numpy().ravel()[order]]
 
-    def _quantile_pick(self, p: np.ndarray, m: int) -> np.ndarray:
+    def _quantile_pick(self, p: np.ndarray, m: int, offset: float = 0.5) -> np.ndarray:
         walk = self._walk()
         w = np.clip(p.ravel()[walk], 0, 1)
         cum = np.cumsum(w)
         cum *= m / cum[-1] if cum[-1] > 0 else 0
-        targets = np.arange(m) + 0.5
+        targets = np.arange(m) + offset
         pos = np.minimum(np.searchsorted(cum, targets, side="left"), walk.size - 1)
         chosen = list(dict.fromkeys(walk[pos].tolist()))  # unique, in order
         if len(chosen) < m:  # float ties put two quantiles in one entry: fill by top-k
             taken = set(chosen)
             chosen += [i for i in self._free_order(p) if i not in taken][: m - len(chosen)]
         return np.asarray(chosen[:m], dtype=np.int64)
+
+    def systematic(self, offset: float, probabilities: torch.Tensor | None = None) -> torch.Tensor:
+        """A deterministic exact-budget 0/1 mask: systematic sampling of the density.
+
+        The ``m = budget - n_fixed`` free samples sit at the levels ``j + offset`` (``j = 0 .. m-1``)
+        of the cumulative renormalised density ``p'`` (or ``probabilities``), walking the free
+        entries as :meth:`binarize` does; ``offset = 0.5`` is the ``"quantile"`` export. Over a
+        uniform ``offset`` in ``[0, 1)`` each entry is sampled with probability ``~p'`` (one
+        shared offset, where a stratified draw jitters each stratum on its own), so a few offsets
+        give regularly spaced, variable-density candidates whose spacing differs between the two
+        sides of the centre - a mask that does not repeat a line's conjugate-symmetric partner
+        measures more distinct ``|k|``. Reference: Cochran WG, *Sampling Techniques*, 3rd ed., ch. 8
+        (systematic sampling).
+        """
+        if not 0.0 <= float(offset) < 1.0:
+            raise UserError(f"a systematic sampling offset must lie in [0, 1), got {offset}")
+        p = (self.probabilities() if probabilities is None else probabilities).detach().cpu().double().numpy()
+        m = self.budget - self.num_fixed
+        out = self.fixed.cpu().numpy().ravel().copy()
+        if m > 0:
+            out[self._quantile_pick(p, m, float(offset))] = True
+        return torch.from_numpy(out.reshape(self.shape).astype(np.float32))
 
     def flattened(self, weight: float) -> torch.Tensor:
         """``(1 - weight) p' + weight s`` on the free entries (``s`` = :attr:`target_mean`; fixed
