@@ -45,16 +45,17 @@ class LearnMaskOptions:
     from the variable density ``(1 - r)^2`` (``init_density="vd"``), whose draws beat those of
     the density learned from a uniform start by 2 dB at R = 4; and the ``sampled`` export, since
     the top-k of the learned density is a contiguous low-pass block at R = 4, 3.9 dB below
-    vd_random on validation. The exported mask is the best of ``export_draws`` (4) stratified
-    draws from the learned density and as many from its 50/50 mix with a flat density
-    (``export_flatten``), judged by DDS (:mod:`~fastmri_diffmask.sample.dds`) with ``dds_steps``
+    vd_random on validation. The exported mask is the best of ``export_draws`` (4) systematic
+    masks of the learned density (``export_sampling``; :meth:`~fastmri_diffmask.masks.bernoulli.BernoulliMask.systematic`
+    at offsets (i + 1/2)/4) and as many of its 50/50 mix with a flat density (``export_flatten``), judged by DDS (:mod:`~fastmri_diffmask.sample.dds`) with ``dds_steps``
     25 steps on ``select_slices`` validation slices (``benchmarks/judge_study.py``): this judge
     ranks candidate masks like a 100-step DPS with data consistency on held-apart validation
     slices (Spearman +0.97 over 14 masks at R = 4, +0.95 over 8 at R = 8) and picks the best of
     them, as DPS-50 + DC does, at about a third of its cost; a plain 25-step DPS (+0.78 at R = 4)
-    picks one 1.8 dB worse, as it prefers masks near the centre. Draws of one density differ by up
-    to 3.3 dB at R = 8 (validation), so the choice matters; at R = 4 the mixed density's draws beat the learned
-    density's by 1.4 dB.
+    picks one 1.8 dB worse, as it prefers masks near the centre. Stratified draws of one density
+    differ by up to 3.3 dB at R = 8 (validation); systematic masks never clump lines and average
+    0.8 dB more there (``benchmarks/sampling_study.py``); at R = 4 the mixed density's candidates
+    beat the learned density's by 1.5 dB.
 
     Attributes
     ----------
