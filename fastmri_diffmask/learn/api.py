@@ -46,9 +46,10 @@ class LearnMaskOptions:
     the density learned from a uniform start by 2 dB at R = 4; and the ``sampled`` export, since
     the top-k of the learned density is a contiguous low-pass block at R = 4, 3.9 dB below
     vd_random on validation. The exported mask is the best of ``export_draws`` (4) systematic
-    masks of the learned density (``export_sampling``; :meth:`~fastmri_diffmask.masks.bernoulli.BernoulliMask.systematic`
-    at offsets (i + 1/2)/4) and as many of its 50/50 mix with a flat density (``export_flatten``), judged by DDS (:mod:`~fastmri_diffmask.sample.dds`) with ``dds_steps``
-    25 steps on ``select_slices`` validation slices (``benchmarks/judge_study.py``): this judge
+    masks of the learned density (``export_sampling``, offsets (i + 1/2)/4 of
+    :meth:`~fastmri_diffmask.masks.bernoulli.BernoulliMask.systematic`) and as many of its 50/50
+    mix with a flat density (``export_flatten``), judged by DDS (:mod:`~fastmri_diffmask.sample.dds`)
+    with ``dds_steps`` 25 steps on ``select_slices`` validation slices (``benchmarks/judge_study.py``): this judge
     ranks candidate masks like a 100-step DPS with data consistency on held-apart validation
     slices (Spearman +0.97 over 14 masks at R = 4, +0.95 over 8 at R = 8) and picks the best of
     them, as DPS-50 + DC does, at about a third of its cost; a plain 25-step DPS (+0.78 at R = 4)
@@ -177,7 +178,7 @@ class LearnMaskOptions:
     dds_steps: int = 25
     export: str = "sampled"        # top-k collapses to a low-pass block at R = 4 (BENCHMARKS.md)
     export_draws: int = 4          # per flattening weight (8 + 8 draws: learn-mask ~3 min)
-    export_sampling: str = "systematic"  # regular, side-asymmetric candidates: +1.2 dB at R = 8 on validation (BENCHMARKS.md)
+    export_sampling: str = "systematic"  # never clumps lines; +0.8 dB over stratified at R = 8 (BENCHMARKS.md)
     export_select: str = "dds"     # ranks like DPS-100 at a third of DPS-50's cost (BENCHMARKS.md)
     select_slices: int | None = _LOOP.select_slices
     select_dc_weight: float | None = 0.03
