@@ -29,7 +29,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="runs/data")
     p.add_argument("--mask-file")
-    p.add_argument("--offsets", type=float, nargs="+", default=[0.125, 0.375, 0.625, 0.875])
+    p.add_argument("--offsets", type=float, nargs="*", default=[0.125, 0.375, 0.625, 0.875])
     p.add_argument("--draws", type=int, default=4, help="stratified draws per density")
     p.add_argument("--densities", nargs="+", choices=["learned", "mix50"], default=["learned", "mix50"])
     p.add_argument("--judge-slices", type=int, default=4)
