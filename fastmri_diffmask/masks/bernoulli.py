@@ -42,6 +42,7 @@ from torch import nn
 
 from ..errors import UserError
 from .file import MaskFile, centre_slices
+from .walk import hilbert_order
 
 KINDS = ("line", "point")
 EXPORTS = ("topk", "quantile")
@@ -203,7 +204,7 @@ class BernoulliMask(nn.Module):
         ``"topk"`` keeps the free entries of largest ``p'`` (ties: nearer the centre, then lower
         index). ``"quantile"`` places the ``m = budget - n_fixed`` free samples at the quantiles
         ``(j + 1/2) / m`` of the cumulative renormalised density, walking the free entries in
-        index order (serpentine rows for point masks): a deterministic variable-density pattern
+        index order (a Hilbert curve for point masks): a deterministic variable-density pattern
         that keeps the learned density where top-k of a smooth density collapses into a block.
         """
         if method not in EXPORTS:
@@ -220,14 +221,10 @@ class BernoulliMask(nn.Module):
         return torch.from_numpy(out.reshape(self.shape).astype(np.float32))
 
     def _walk(self) -> np.ndarray:
-        """Flat indices of the free entries in walking order (serpentine for point masks)."""
-        if self.kind == "line":
-            order = np.arange(self.shape[0])
-        else:
-            h, w = self.shape
-            grid = np.arange(h * w).reshape(h, w)
-            grid[1::2] = grid[1::2, ::-1]
-            order = grid.ravel()
+        """Flat indices of the free entries in walking order: by index for line masks, along a
+        generalized Hilbert curve for point masks (:func:`~fastmri_diffmask.masks.walk.hilbert_order`),
+        so that samples evenly spaced along the walk are evenly spread in 2D."""
+        order = np.arange(self.shape[0]) if self.kind == "line" else hilbert_order(*self.shape)
         return order[self.free.cpu().numpy().ravel()[order]]
 
     def _quantile_pick(self, p: np.ndarray, m: int, offset: float = 0.5) -> np.ndarray:
