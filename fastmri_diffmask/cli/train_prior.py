@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-train", type=int, default=None, help="use only the first N slices")
+    p.add_argument("--num-train", type=int, default=None, help="use N slices spread evenly over the split (as learn-mask's --num-train)")
     p.add_argument("--sens-backend", default="auto", choices=["auto", "file", "sigpy", "bart"])
     p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt.safetensors, or from its shards (training/README.md)")
     add_device_argument(p)
@@ -41,7 +41,9 @@ def run(args) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     if not args.lr > 0:
         raise UserError("--lr must be > 0")
-    data = load_slices(args.data, args.split, num_slices=args.num_train, sens_backend=args.sens_backend)
+    if args.num_train is not None and args.num_train < 1:
+        raise UserError("--num-train must be >= 1")
+    data = load_slices(args.data, args.split, num_slices=args.num_train, sens_backend=args.sens_backend, spread=True)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, preset=args.size_preset, seed=args.seed,
                       checkpoint_every=args.checkpoint_every, ema_decay=args.ema_decay)
     t0 = time.time()
