@@ -2,8 +2,11 @@
 stratified draws of a learned density (validation split only).
 
     python benchmarks/sampling_study.py --mask-file runs/p1_128/masks/learned_R8.safetensors \
-        --out benchmarks/sampling_study_R8.jsonl
+        --densities learned --offsets $(python -c "print(*[(i + .5) / 16 for i in range(16)])") \
+        --draws 4 --out benchmarks/sampling_study_R8.jsonl
     python benchmarks/sampling_study.py --out benchmarks/sampling_study_R8.jsonl --table
+    # only the file's own mask (e.g. an earlier export), scored the same way:
+    python benchmarks/sampling_study.py --mask-file OLD.safetensors --offsets --draws 0 --out old.jsonl
 
 Candidates, from the learned probabilities of ``--mask-file`` and from their 50/50 mix with a flat
 density (the two families learn-mask draws from, ``--export-flatten 0,0.5``):
