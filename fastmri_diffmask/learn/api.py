@@ -56,7 +56,7 @@ class LearnMaskOptions:
     picks one 1.8 dB worse, as it prefers masks near the centre. Stratified draws of one density
     differ by up to 3.3 dB at R = 8 (validation); systematic masks never clump lines and average
     0.8 dB more there (``benchmarks/sampling_study.py``); at R = 4 the mixed density's candidates
-    beat the learned density's by 1.5 dB.
+    beat the learned density's by 1.7 dB.
 
     Attributes
     ----------
