@@ -18,6 +18,11 @@ def test_hilbert_order_visits_every_cell_once_in_unit_steps(shape):
         assert steps.max() <= 2 and np.mean(steps == 1) > 0.99  # edge neighbours; rare diagonal steps for odd sides
 
 
+def test_hilbert_order_is_built_once_per_shape_and_read_only():
+    order = hilbert_order(24, 32)
+    assert hilbert_order(24, 32) is order and not order.flags.writeable
+
+
 def test_hilbert_order_is_local_blocks_are_visited_contiguously():
     """On a 2^k square the curve finishes each aligned 4 x 4 block before the next one."""
     order = hilbert_order(32, 32)

@@ -3,10 +3,10 @@
 Quantile, stratified and systematic exports (:class:`~fastmri_diffmask.masks.bernoulli.BernoulliMask`)
 place samples at equally spaced levels of the cumulative density *along a walk* over the grid.
 Along serpentine rows (the walk used until session 5), samples equally spaced in the walk are
-spread along each row but line up in columns across neighbouring rows; along a space-filling (Hilbert-type) curve, points
-close in the walk are close on the grid and vice versa, so equal spacing along the walk spreads
-the samples evenly in 2D, much as a Poisson-disc pattern does (the idea of error-diffusion and
-Hilbert-curve dithering).
+spread along each row but line up in columns across neighbouring rows; along a space-filling
+(Hilbert-type) curve, points close in the walk are close on the grid and vice versa, so equal
+spacing along the walk spreads the samples evenly in 2D, much as a Poisson-disc pattern does
+(the idea of Hilbert-curve dithering).
 
 References
 ----------
@@ -17,14 +17,19 @@ arbitrary (non-power-of-two) sizes, 2019 (the splitting rule used here).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 
+@lru_cache(maxsize=8)
 def hilbert_order(height: int, width: int) -> np.ndarray:
     """Flat indices of a ``(height, width)`` grid along a generalized Hilbert curve.
 
     Every cell is visited once; consecutive cells are edge neighbours except for at most a few
     diagonal steps when a side length is odd. Works for any rectangle (not only powers of two).
+    The walk is built once per shape (0.13 s at 320 x 320) and cached; the returned array is
+    read-only.
     """
     out: list[int] = []
 
@@ -59,10 +64,11 @@ def hilbert_order(height: int, width: int) -> np.ndarray:
             walk(x + bx2, y + by2, ax, ay, bx - bx2, by - by2)
             walk(x + (ax - dax) + (bx2 - dbx), y + (ay - day) + (by2 - dby), -bx2, -by2, -(ax - ax2), -(ay - ay2))
 
-    if height == 0 or width == 0:
-        return np.zeros(0, dtype=np.int64)
-    if width >= height:
-        walk(0, 0, width, 0, 0, height)
-    else:
-        walk(0, 0, 0, height, width, 0)
-    return np.asarray(out, dtype=np.int64)
+    if height > 0 and width > 0:
+        if width >= height:
+            walk(0, 0, width, 0, 0, height)
+        else:
+            walk(0, 0, 0, height, width, 0)
+    order = np.asarray(out, dtype=np.int64)
+    order.flags.writeable = False
+    return order
