@@ -166,6 +166,11 @@ def test_systematic_masks_are_exact_budget_and_average_to_the_density():
     for bad in (-0.1, 1.0):
         with pytest.raises(UserError, match="offset"):
             m.systematic(bad)
+    q = m.flattened(0.0).clone()  # a density with zero-mass lines: no offset may pick them
+    q[m.free.nonzero().flatten()[::2]] = 0.0
+    for u in (0.0, 0.5, 0.99):
+        picked = m.systematic(u, probabilities=q).bool() & m.free
+        assert int(picked.sum()) == 12 and torch.all(q[picked] > 0)
 
 
 def test_systematic_point_masks_keep_the_budget():

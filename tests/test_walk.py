@@ -35,7 +35,7 @@ def test_systematic_point_masks_spread_evenly_where_random_ones_clump():
     """Flat density, R = 8 on 32 x 32: a systematic mask along the Hilbert walk puts exactly 2
     samples in every aligned 4 x 4 block (16 cells, one sample per 8 along the walk); an independent draw with the same budget leaves blocks empty."""
     m = BernoulliMask((32, 32), 8, 0, kind="point")
-    for u in (0.1, 0.5, 0.9):
+    for u in (0.0, 0.1, 0.5, 0.9):  # offset 0 puts levels on block boundaries: still 2 per block
         blocks = m.systematic(u).numpy().reshape(8, 4, 8, 4).sum((1, 3))
         assert np.all(blocks == 2)
     random = m.draw_exact(torch.Generator().manual_seed(0)).numpy().reshape(8, 4, 8, 4).sum((1, 3))

@@ -233,7 +233,9 @@ class BernoulliMask(nn.Module):
         cum = np.cumsum(w)
         cum *= m / cum[-1] if cum[-1] > 0 else 0
         targets = np.arange(m) + offset
-        pos = np.minimum(np.searchsorted(cum, targets, side="left"), walk.size - 1)
+        # the entry whose interval [cum_{i-1}, cum_i) holds each level: a zero-mass entry is never
+        # picked, and a level on a boundary (offset 0, flat densities) goes to the next entry
+        pos = np.minimum(np.searchsorted(cum, targets, side="right"), walk.size - 1)
         chosen = list(dict.fromkeys(walk[pos].tolist()))  # unique, in order
         if len(chosen) < m:  # float ties put two quantiles in one entry: fill by top-k
             taken = set(chosen)
