@@ -1,4 +1,5 @@
-"""The (R, mask, ESPIRiT maps) cases the tuning scripts share (``tune_recon.py``, ``tune_dps.py``).
+"""What the validation studies share: the (R, mask, ESPIRiT maps) cases of the tuning scripts (``tune_recon.py``,
+``tune_dps.py``, ``tune_dds.py``) and the setting of the mask-judging studies (``judge_study.py``, ``sampling_study.py``).
 
 The study's fixed line masks (seed 0) with centres of 16 (R <= 4) and 10 (R > 4) lines on the
 loaded slices, and ESPIRiT (BART) maps from each mask's own undersampled centre.
@@ -50,3 +51,40 @@ def case_tensors(kspace, mask_sample, maps):
 
     mask = torch.from_numpy(np.ascontiguousarray(mask_sample.mask, np.float32))[None, None]
     return mask, torch.from_numpy(kspace * mask_sample.mask), torch.from_numpy(np.ascontiguousarray(maps))
+
+
+def line_mask_judging(data_dir: str, mask_file: str):
+    """What the mask-judging studies (``judge_study.py``, ``sampling_study.py``) share: the mask
+    file, the validation slices' k-space and targets, ESPIRiT (BART) maps from the file's fixed
+    centre, the shipped prior and a ``BernoulliMask`` holding the file's learned logits (so its
+    ``probabilities()`` and ``flattened(w)`` are those learn-mask drew its candidates from).
+    Returns ``(mask_file, kspace, target, maps, prior, bernoulli_mask)``."""
+    import torch
+
+    from fastmri_diffmask.dataset import load_slices
+    from fastmri_diffmask.masks.bernoulli import BernoulliMask
+    from fastmri_diffmask.masks.file import load_mask_file
+    from fastmri_diffmask.prior.weights import load_prior
+    from fastmri_diffmask.recon.run import sens_maps_for
+
+    mf = load_mask_file(mask_file)
+    data = load_slices(data_dir, "val", sens_backend="none")
+    k, target = data.kspace.numpy(), data.target.numpy()
+    bm = BernoulliMask((k.shape[-1],), mf.acceleration, mf.num_low_frequencies, logits=torch.as_tensor(mf.logits))
+    centre = bm.fixed.numpy().astype(np.float32)
+    maps = np.stack([sens_maps_for(k[i] * centre, None, mf.num_low_frequencies, "espirit-bart") for i in range(len(k))])
+    return mf, k, target, maps, load_prior("default", device="cpu"), bm
+
+
+def dds_psnr(prior, kspace, target, maps, mask, idx, steps: int) -> float:
+    """Mean PSNR of DDS (``steps`` steps, seed 0, ``DDS_DEFAULTS`` otherwise) on slices ``idx`` with a
+    0/1 line mask."""
+    import torch
+
+    from fastmri_diffmask.metrics import score
+    from fastmri_diffmask.sample.dds import dds_reconstruct
+
+    km = torch.from_numpy(np.asarray(mask, np.float32)).view(1, 1, 1, -1)
+    rec = dds_reconstruct(prior, torch.from_numpy(kspace[idx]) * km, km, torch.from_numpy(maps[idx]), steps=steps,
+                          generator=torch.Generator().manual_seed(0), progress=False)
+    return float(np.mean([score(target[i], rec[j].abs().numpy())["psnr"] for j, i in enumerate(idx)]))

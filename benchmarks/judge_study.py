@@ -45,25 +45,17 @@ def main():
     if not a.mask_file:
         p.error("--mask-file is required (except with --table)")
     torch.set_num_threads(a.threads)
-    from fastmri_diffmask.dataset import load_slices
+    from _val_cases import dds_psnr, line_mask_judging
+
     from fastmri_diffmask.masks.baselines import vd_density
     from fastmri_diffmask.masks.bernoulli import BernoulliMask, density_logits
-    from fastmri_diffmask.masks.file import load_mask_file
     from fastmri_diffmask.metrics import score
     from fastmri_diffmask.physics import MultiCoilOperator, percentile_scale
-    from fastmri_diffmask.prior.weights import load_prior
-    from fastmri_diffmask.recon.run import sens_maps_for
-    from fastmri_diffmask.sample.dds import dds_reconstruct
     from fastmri_diffmask.sample.dps import data_consistency, dps_reconstruct
 
-    mf = load_mask_file(a.mask_file)
-    r, nlf = mf.acceleration, mf.num_low_frequencies
-    data = load_slices(a.data, "val", sens_backend="none")
-    k, target = data.kspace.numpy(), data.target.numpy()
-    w = k.shape[-1]
-    centre = BernoulliMask((w,), r, nlf).fixed.numpy().astype(np.float32)
-    maps = np.stack([sens_maps_for(k[i] * centre, None, nlf, "espirit-bart") for i in range(len(k))])
-    prior = load_prior("default", device="cpu")
+    mf, k, target, maps, prior, file_mask = line_mask_judging(a.data, a.mask_file)
+    r, nlf, w = mf.acceleration, mf.num_low_frequencies, k.shape[-1]
+    centre = file_mask.fixed.numpy().astype(np.float32)
     learned = np.asarray(mf.probabilities, np.float64)
     free = centre < 0.5
     flat = np.where(free, learned[free].mean(), 1.0)
@@ -88,10 +80,7 @@ def main():
                 for key, v in res.items()}
 
     def dds(mask, idx, steps):
-        km = torch.from_numpy(mask).float().view(1, 1, 1, w)
-        rec = dds_reconstruct(prior, torch.from_numpy(k[idx]) * km, km, torch.from_numpy(maps[idx]), steps=steps,
-                              generator=torch.Generator().manual_seed(0), progress=False)  # DDS_DEFAULTS otherwise
-        return float(np.mean([score(target[i], rec[j].abs().numpy())["psnr"] for j, i in enumerate(idx)]))
+        return dds_psnr(prior, k, target, maps, mask, idx, steps)
 
     judge = list(range(a.judge_slices))
     truth = list(range(a.judge_slices, len(k)))

@@ -8,8 +8,8 @@ stratified draws of a learned density (validation split only).
     # only the file's own mask (e.g. an earlier export), scored the same way:
     python benchmarks/sampling_study.py --mask-file OLD.safetensors --offsets --draws 0 --out old.jsonl
 
-Candidates, from the learned probabilities of ``--mask-file`` and from their 50/50 mix with a flat
-density (the two families learn-mask draws from, ``--export-flatten 0,0.5``):
+Candidates, from the learned density of ``--mask-file`` (its logits) and from its 50/50 mix with a
+flat density (``flattened(0.5)``: the two families learn-mask draws from, ``--export-flatten 0,0.5``):
 ``BernoulliMask.systematic`` at each of ``--offsets`` and ``--draws`` stratified draws (seeds
 0..N-1); plus the file's own exported mask. Each is scored by the learn-mask judge (DDS, 25
 steps, on validation slices 0..``--judge-slices``-1) and by a held-apart check: DDS with 50
@@ -46,33 +46,14 @@ def main():
     if not a.mask_file:
         p.error("--mask-file is required (except with --table)")
     torch.set_num_threads(a.threads)
-    from fastmri_diffmask.dataset import load_slices
-    from fastmri_diffmask.masks.bernoulli import BernoulliMask, density_logits
-    from fastmri_diffmask.masks.file import load_mask_file
-    from fastmri_diffmask.metrics import score
-    from fastmri_diffmask.prior.weights import load_prior
-    from fastmri_diffmask.recon.run import sens_maps_for
-    from fastmri_diffmask.sample.dds import dds_reconstruct
+    from _val_cases import dds_psnr, line_mask_judging
 
-    mf = load_mask_file(a.mask_file)
-    r, nlf = mf.acceleration, mf.num_low_frequencies
-    data = load_slices(a.data, "val", sens_backend="none")
-    k, target = data.kspace.numpy(), data.target.numpy()
-    w = k.shape[-1]
-    bm = BernoulliMask((w,), r, nlf, logits=density_logits(np.asarray(mf.probabilities, np.float64)))
-    centre = bm.fixed.numpy().astype(np.float32)
-    maps = np.stack([sens_maps_for(k[i] * centre, None, nlf, "espirit-bart") for i in range(len(k))])
-    prior = load_prior("default", device="cpu")
-    learned = torch.as_tensor(np.asarray(mf.probabilities, np.float64))
-    free = bm.free
-    flat = torch.where(free, learned[free].mean(), learned)
-    densities = {"learned": learned, "mix50": 0.5 * learned + 0.5 * flat}
+    mf, k, target, maps, prior, bm = line_mask_judging(a.data, a.mask_file)
+    r, centre = mf.acceleration, bm.fixed.numpy().astype(np.float32)
+    densities = {"learned": bm.probabilities().detach(), "mix50": bm.flattened(0.5)}
 
     def dds(mask, idx, steps):
-        km = torch.from_numpy(mask).float().view(1, 1, 1, w)
-        rec = dds_reconstruct(prior, torch.from_numpy(k[idx]) * km, km, torch.from_numpy(maps[idx]), steps=steps,
-                              generator=torch.Generator().manual_seed(0), progress=False)  # DDS_DEFAULTS otherwise
-        return float(np.mean([score(target[i], rec[j].abs().numpy())["psnr"] for j, i in enumerate(idx)]))
+        return dds_psnr(prior, k, target, maps, mask, idx, steps)
 
     cands = [("file", "file", np.asarray(mf.mask, np.float32))]
     for name in a.densities:
