@@ -379,6 +379,20 @@ def test_systematic_candidates_are_the_density_offsets_and_need_no_seed(oracle):
         dataclasses.replace(cfg, export_sampling="jittered").validate(4)
 
 
+def test_library_call_refuses_bad_export_choices_before_loading(tmp_path):
+    """A study config's ``learn:`` keys reach ``learn_mask_file`` without argparse's choices: a bad
+    export / sampling / judge is one clear error before the data or the prior are touched (the
+    data folder here does not exist), and no file is written."""
+    from fastmri_diffmask.errors import UserError
+    from fastmri_diffmask.learn.api import learn_mask_file
+
+    out = tmp_path / "m.safetensors"
+    for key, bad in (("export", "best-of"), ("export_sampling", "jittered"), ("export_select", "psnr")):
+        with pytest.raises(UserError, match=f"--{key.replace('_', '-')} must be one of"):
+            learn_mask_file(tmp_path / "no-data", out, 4, prior="no-such-prior", device="cpu", quiet=True, **{key: bad})
+    assert not out.exists()
+
+
 def test_cli_refuses_bad_flatten_and_dc_weight(oracle, tmp_path, capsys):
     root, path, _ = oracle
     out = tmp_path / "m.safetensors"

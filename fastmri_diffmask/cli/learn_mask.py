@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from ..learn.api import LearnMaskOptions
+from ..learn.loop import EXPORTS, SAMPLINGS, SELECTS
 from .main import add_device_argument
 
 _D = LearnMaskOptions()  # the library's defaults are the flags' defaults
@@ -55,14 +56,14 @@ def register(sub) -> None:
     o.add_argument("--dps-every", type=int, default=_D.dps_every, help="full DPS validation every K validations (0 off)")
     o.add_argument("--dps-steps", type=int, default=_D.dps_steps, help="DPS steps of DPS validation and the DPS judge")
     o.add_argument("--dds-steps", type=int, default=_D.dds_steps, help="DDS steps of the DDS judge (--export-select dds)")
-    o.add_argument("--export", choices=["topk", "quantile", "sampled", "best"], default=_D.export,
+    o.add_argument("--export", choices=EXPORTS, default=_D.export,
                    help="binary mask: top-k, quantiles of the density, best of --export-draws draws on val, "
                         "or best of those draws, top-k and quantile")
     o.add_argument("--export-draws", type=int, default=_D.export_draws, help="candidates per density (default 4)")
-    o.add_argument("--export-sampling", choices=["systematic", "stratified", "independent"], default=_D.export_sampling,
+    o.add_argument("--export-sampling", choices=SAMPLINGS, default=_D.export_sampling,
                    help="how the candidates come from a density: systematic offsets (deterministic), stratified "
                         "or independent random draws")
-    o.add_argument("--export-select", choices=["proxy", "dps", "dds"], default=_D.export_select,
+    o.add_argument("--export-select", choices=SELECTS, default=_D.export_select,
                    help="how --export sampled/best picks its mask on val: the one-step proxy, DPS PSNR (--dps-steps) "
                         "or DDS PSNR (--dds-steps)")
     o.add_argument("--select-slices", type=int, default=_D.select_slices,

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .loop import LearnConfig, default_num_low_frequencies, export_mask, learn_mask, learn_nested
+from .loop import (EXPORTS, SAMPLINGS, SELECTS, LearnConfig, default_num_low_frequencies, export_mask, learn_mask,
+                   learn_nested)
 from .tweedie import ObjectiveConfig
 
 KINDS = ("line", "point")
@@ -266,6 +267,9 @@ def _check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: 
         raise UserError("--corner-cut applies to point masks only; add --kind point or drop it")
     if not (opts.init_power >= 0 and opts.init_power < float("inf")):
         raise UserError(f"--init-power must be a finite number >= 0, got {opts.init_power}")
+    for name, allowed in (("export", EXPORTS), ("export_sampling", SAMPLINGS), ("export_select", SELECTS)):
+        if getattr(opts, name) not in allowed:  # before any loading (a study config's learn: keys land here)
+            raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got {getattr(opts, name)!r}")
     if opts.init_density not in ("uniform", "vd"):
         raise UserError(f"--init-density must be uniform or vd, got {opts.init_density!r}")
     weights = parse_flatten(opts.export_flatten)

@@ -39,6 +39,8 @@ MIN_VAL_EVERY = 25
 EXPORTS = ("topk", "quantile", "sampled", "best")
 #: How the export's candidates come from a density (:func:`.validate.candidate_masks`).
 SAMPLINGS = ("systematic", "stratified", "independent")
+#: Judges of the export's candidates on the validation slices (:func:`.validate.choose_sampled`).
+SELECTS = ("proxy", "dps", "dds")
 
 
 @dataclasses.dataclass
@@ -89,8 +91,8 @@ class LearnConfig:
             raise UserError(f"unknown lr schedule {self.lr_schedule!r}; use constant or cosine")
         if self.export_sampling not in SAMPLINGS:
             raise UserError(f"unknown export sampling {self.export_sampling!r}; use one of {', '.join(SAMPLINGS)}")
-        if self.export_select not in ("proxy", "dps", "dds"):
-            raise UserError(f"unknown export selection {self.export_select!r}; use proxy, dps or dds")
+        if self.export_select not in SELECTS:
+            raise UserError(f"unknown export selection {self.export_select!r}; use one of {', '.join(SELECTS)}")
         if not self.export_flatten or not all(0.0 <= float(w) <= 1.0 for w in self.export_flatten):
             raise UserError(f"export flattening weights must lie in [0, 1], got {list(self.export_flatten)}")
         if self.select_dc_weight is not None and not self.select_dc_weight > 0:
