@@ -4,7 +4,10 @@ Diffusion-Based Generative Models", NeurIPS 2022, Table 1 and Sec. 5).
 ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)`` with
 ``c_skip = s^2/(sigma^2+s^2)``, ``c_out = sigma s/sqrt(sigma^2+s^2)``, ``c_in = 1/sqrt(sigma^2+s^2)``,
 ``c_noise = ln(sigma)/4`` and ``s = sigma_data``. The backbone ``F`` is any module
-``F(x, c_noise)``; this wrapper keeps it separate.
+``F(x, c_noise)``; this wrapper keeps it separate (as EDM's ``training/networks.py`` does) and
+also adapts the input's size to it: a backbone that needs ``H, W`` divisible by its
+``size_multiple`` (a UNet) gets ``c_in x`` reflect-padded up to that multiple and its output
+cropped back (:mod:`fastmri_diffmask.prior.padding`), so the denoiser takes any matrix size.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import torch
 from torch import nn
 
 from .base import Denoiser, as_sigma
+from .padding import crop_padding, pad_to_multiple, size_multiple
 
 P_MEAN, P_STD, SIGMA_DATA = -1.2, 1.2, 0.5
 
@@ -24,7 +28,13 @@ def edm_coefficients(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA):
 
 
 class EDMPrecond(Denoiser):
-    """EDM-preconditioned denoiser around a backbone ``F(x, c_noise)``."""
+    """EDM-preconditioned denoiser around a backbone ``F(x, c_noise)``, for any ``H x W``.
+
+    ``D(x, sigma) = c_skip x + c_out crop(F(pad(c_in x), c_noise))``: ``pad`` reflects ``c_in x``
+    up to the backbone's ``size_multiple`` (see :mod:`~fastmri_diffmask.prior.padding` for why
+    reflect and not zeros), ``crop`` removes the same pixels. Inputs whose size is already a
+    multiple skip both, so their result is the unpadded network call's, bit for bit.
+    """
 
     prior_id = "edm-unet"
 
@@ -36,7 +46,8 @@ class EDMPrecond(Denoiser):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         sigma = as_sigma(sigma, x)
         c_skip, c_out, c_in, c_noise = (c.view(-1, 1, 1, 1) for c in edm_coefficients(sigma, self.sigma_data))
-        return c_skip * x + c_out * self.backbone(c_in * x, c_noise.flatten())
+        inp, pad = pad_to_multiple(c_in * x, size_multiple(self.backbone))
+        return c_skip * x + c_out * crop_padding(self.backbone(inp, c_noise.flatten()), pad)
 
 
 def sample_sigma(n: int, generator: torch.Generator | None = None, p_mean: float = P_MEAN,

@@ -122,10 +122,7 @@ def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume:
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
             own_group = True
     out = Path(out)
-    levels = len(PRESETS[cfg.preset]["channels"])
-    h, w = images.shape[-2:]
-    if h % 2 ** (levels - 1) or w % 2 ** (levels - 1):
-        raise UserError(f"image size {h}x{w} must be divisible by {2 ** (levels - 1)} for preset {cfg.preset!r}")
+    h, w = images.shape[-2:]  # any H x W: EDMPrecond reflect-pads to the UNet's multiple and crops back
     data = scaled_training_images(images).to(dev)
     torch.manual_seed(cfg.seed)
     model = EDMPrecond(UNet(in_channels=2, **PRESETS[cfg.preset])).to(dev)

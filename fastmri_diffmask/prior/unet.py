@@ -62,6 +62,9 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """UNet ``F(x, c_noise)`` for ``(B, in_channels, H, W)``; H and W divisible by 2**(levels-1).
 
+    That multiple is :attr:`size_multiple`; :class:`~fastmri_diffmask.prior.edm.EDMPrecond` pads
+    other sizes up to it and crops back, so the backbone itself stays size-strict.
+
     Parameters
     ----------
     in_channels : int
@@ -102,6 +105,11 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
         self.levels = len(channels)
+
+    @property
+    def size_multiple(self) -> int:
+        """``2**(levels-1)``: H and W must be divisible by it (one halving per level below the top)."""
+        return 2 ** (self.levels - 1)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         emb = self.embed(c_noise)
