@@ -73,7 +73,10 @@ def test_fully_sampled_matches_coil_images(tmp_path, matrix, coils):
 @pytest.mark.parametrize("matrix,coils,accel,width", [(64, 4, 2, 16), (96, 8, 3, 12)])
 def test_accelerated_mask_and_calibration(tmp_path, matrix, coils, accel, width):
     path = generate(tmp_path, "acc.h5", "-m", matrix, "-c", coils, "-a", accel, "-w", width, "-n", 0, "-C")
-    r = read_ismrmrd(path, repetitions=0)
+    with pytest.raises(UserError, match="zero noise variance.*--no-prewhiten"):  # -n 0: a silent noise scan
+        read_ismrmrd(path, repetitions=0)
+    r = read_ismrmrd(path, repetitions=0, prewhiten=False)
+    assert not r.prewhitened and r.noise_covariance is None
     lines = acquired_lines(path, 0)
     assert np.array_equal(np.flatnonzero(r.mask), lines)
     assert r.num_low_frequencies == width

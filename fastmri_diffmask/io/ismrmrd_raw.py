@@ -5,7 +5,12 @@ The ISMRMRD HDF5 format [1]_ stores a header (XML, ``/<dataset>/xml``) and one r
 samples ``[channels, samples]``. :func:`read_ismrmrd` turns the imaging readouts of the first
 encoding space into fastMRI's multi-coil array [2]_ ``(slices, coils, rows, cols)``:
 
-* noise-measurement readouts are skipped (their per-coil standard deviation is reported);
+* noise-measurement readouts (``ACQ_IS_NOISE_MEASUREMENT``) are not placed in k-space; by
+  default (``prewhiten=True``) they give the coil noise covariance ``Psi = (1/N) sum n n^H``,
+  scaled by the noise/imaging dwell-time ratio, and every imaging readout is prewhitened with
+  ``W = L^{-1}``, ``Psi = L L^H`` (:mod:`fastmri_diffmask.io.prewhiten`, Roemer 1990 [3]_,
+  Pruessmann 2001 [4]_), so its noise is white with unit variance per coil; their per-coil
+  standard deviation is reported either way. Without noise readouts nothing is whitened;
   navigator, phase-correction, dummy-scan and feedback readouts are skipped too;
 * parallel-calibration readouts (``ACQ_IS_PARALLEL_CALIBRATION`` and
   ``ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING``) are included; calibration-only readouts fill the
@@ -33,6 +38,9 @@ References
        Reson. Med. 77(1):411-421, 2017. https://ismrmrd.github.io
 .. [2] Zbontar et al., "fastMRI: An Open Dataset and Benchmarks for Accelerated MRI",
        arXiv:1811.08839, 2018.
+.. [3] Roemer et al., "The NMR phased array", Magn. Reson. Med. 16(2):192-225, 1990.
+.. [4] Pruessmann et al., "Advances in sensitivity encoding with arbitrary k-space
+       trajectories", Magn. Reson. Med. 46(4):638-651, 2001.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..masks.file import centre_slices
+from .prewhiten import apply_whitening, dwell_time_scale, noise_covariance, whitening_matrix
 
 NS = "http://www.ismrm.org/ISMRMRD"
 
@@ -103,6 +112,15 @@ class IsmrmrdRaw(NamedTuple):
     entries : list of tuple
         ``(slice, contrast, phase, set, repetition)`` of each entry (repetition -1 if averaged).
     encoding : EncodingInfo
+    noise_covariance : ndarray or None
+        ``(coils, coils)`` complex128 noise covariance of the imaging readouts *before*
+        whitening (the noise scan's, times the dwell-time ratio); set only when ``prewhitened``.
+    prewhitened : bool
+        Whether ``kspace`` was multiplied along coils by ``inv(cholesky(noise_covariance))``.
+    noise_samples : int
+        Noise samples per coil behind ``noise_covariance`` (0 when not prewhitened).
+    noise_dwell_scale : float
+        ``t_noise / t_acq`` applied to the noise scan's covariance (1 when unknown).
     """
 
     kspace: np.ndarray
@@ -114,6 +132,10 @@ class IsmrmrdRaw(NamedTuple):
     noise_std: np.ndarray | None
     entries: list
     encoding: EncodingInfo
+    noise_covariance: np.ndarray | None = None
+    prewhitened: bool = False
+    noise_samples: int = 0
+    noise_dwell_scale: float = 1.0
 
 
 # ----------------------------------------------------------------------------- header
@@ -278,7 +300,7 @@ def calibration_width(mask: np.ndarray, calib_ky: np.ndarray, calib_kz: np.ndarr
 
 
 def read_ismrmrd(path: str | Path, dataset: str = "dataset",
-                 repetitions: str | int = "separate") -> IsmrmrdRaw:
+                 repetitions: str | int = "separate", prewhiten: bool = True) -> IsmrmrdRaw:
     """Assemble the Cartesian multi-coil k-space of an ISMRMRD HDF5 raw data file.
 
     Parameters
@@ -290,6 +312,10 @@ def read_ismrmrd(path: str | Path, dataset: str = "dataset",
     repetitions : {"separate", "average"} or int
         Keep each repetition as its own entry (default), average them (count-weighted, the mask
         is their union), or keep only repetition ``k``.
+    prewhiten : bool
+        When the file has noise readouts, whiten every imaging readout with their coil noise
+        covariance (see the module docstring and :mod:`~fastmri_diffmask.io.prewhiten`).
+        ``False`` gives exactly the unwhitened k-space.
 
     Returns
     -------
@@ -300,7 +326,8 @@ def read_ismrmrd(path: str | Path, dataset: str = "dataset",
     ------
     UserError
         Not an HDF5/ISMRMRD file, no acquisitions, a non-Cartesian trajectory, missing encoding
-        limits, or readouts that do not fit the encoded matrix.
+        limits, or readouts that do not fit the encoded matrix; with ``prewhiten``, noise
+        readouts that cannot give a positive definite covariance for the imaging coils.
     """
     where = str(path)
     xml, records = read_raw_records(path, dataset)
@@ -310,8 +337,10 @@ def read_ismrmrd(path: str | Path, dataset: str = "dataset",
                         "only Cartesian raw data can be converted (regrid it first)")
     noise = has_flag(records["head"]["flags"], ACQ_IS_NOISE_MEASUREMENT)
     noise_std = _noise_std(records[noise])
+    noise_records = records[noise]
     records = records[_imaging_selection(records, noise, repetitions, where)]
     head = records["head"]
+    whiten = _prewhitener(noise_records, head, where) if prewhiten and len(noise_records) else None
     idx, flags = head["idx"], head["flags"]
 
     (ex, ey, ez), (rx, _, _) = enc.encoded_matrix, enc.recon_matrix
@@ -329,7 +358,10 @@ def read_ismrmrd(path: str | Path, dataset: str = "dataset",
 
     calib_only = has_flag(flags, ACQ_IS_PARALLEL_CALIBRATION) & ~has_flag(
         flags, ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
-    kspace, counts = _accumulate(_readouts(records, ex, where), (entry.reshape(-1), ky, kz), calib_only,
+    lines = _readouts(records, ex, where)
+    if whiten is not None:
+        lines = apply_whitening(lines, whiten[0], axis=1)  # complex64 out, computed in complex128
+    kspace, counts = _accumulate(lines, (entry.reshape(-1), ky, kz), calib_only,
                                  (len(entries), ey, ez if is_3d else 1))
     kspace = kspace.transpose(0, 3, 4, 1, 2)  # (entries, coils, x, ky, kz)
     if ex > rx:
@@ -346,6 +378,8 @@ def read_ismrmrd(path: str | Path, dataset: str = "dataset",
         acceleration=float(np.prod(enc.acceleration_factor)) if enc.acceleration_factor else None,
         achieved_acceleration=float(np.mean([m.size / max(m.sum(), 1) for m in masks])),
         noise_std=noise_std, entries=[tuple(int(v) for v in e) for e in entries], encoding=enc,
+        **({} if whiten is None else dict(noise_covariance=whiten[1], prewhitened=True,
+                                          noise_samples=whiten[2], noise_dwell_scale=whiten[3])),
     )
 
 
@@ -393,6 +427,45 @@ def _accumulate(lines: np.ndarray, where_to: tuple, calib_only: np.ndarray,
         else:
             kspace, counts = np.where((cnt > 0)[..., None, None], mean, kspace), counts + cnt
     return kspace, counts
+
+
+def noise_samples(records: np.ndarray, where: str = "noise") -> np.ndarray:
+    """All samples of noise readouts as ``(coils, N)`` complex64, ``discard_pre/post`` dropped."""
+    channels = np.unique(records["head"]["active_channels"])
+    if channels.size != 1:
+        raise UserError(f"{where}: noise readouts have different coil counts {channels.tolist()}; "
+                        "pass --no-prewhiten")
+    nc = int(channels[0])
+    parts = []
+    for rec in records:
+        h = rec["head"]
+        ns = int(h["number_of_samples"])
+        d = np.asarray(rec["data"], np.float32).view(np.complex64).reshape(nc, ns)
+        parts.append(d[:, int(h["discard_pre"]):ns - int(h["discard_post"])])
+    return np.concatenate(parts, axis=1)
+
+
+def _single_dwell(head: np.ndarray, what: str, where: str) -> float:
+    dwell = np.unique(head["sample_time_us"])
+    if dwell.size != 1:
+        raise UserError(f"{where}: the {what} readouts have different dwell times {dwell.tolist()} us; "
+                        "one noise covariance cannot whiten them all, pass --no-prewhiten")
+    return float(dwell[0])
+
+
+def _prewhitener(noise_records: np.ndarray, imaging_head: np.ndarray,
+                 where: str) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """``(W, Psi, N, scale)`` for the imaging readouts: ``Psi`` the noise scan's covariance times
+    ``scale = t_noise / t_acq``, ``W = inv(cholesky(Psi))``; validated before any k-space work."""
+    samples = noise_samples(noise_records, where)
+    coils = int(imaging_head["active_channels"][0])
+    if samples.shape[0] != coils:
+        raise UserError(f"{where}: the noise readouts have {samples.shape[0]} coils, the imaging readouts "
+                        f"{coils}; pass --no-prewhiten")
+    scale = dwell_time_scale(_single_dwell(noise_records["head"], "noise", where),
+                             _single_dwell(imaging_head, "imaging", where))
+    psi = noise_covariance(samples, where) * scale
+    return whitening_matrix(psi, where), psi, int(samples.shape[1]), scale
 
 
 def _noise_std(records: np.ndarray) -> np.ndarray | None:
