@@ -148,7 +148,7 @@ def _apply(cfg: dict, sets: list[str]) -> dict:
 
 def run_learn(args, prior, train, val) -> None:
     from fastmri_diffmask.learn.loop import LearnConfig, export_mask, learn_mask
-    from fastmri_diffmask.learn.tweedie import ObjectiveConfig
+    from fastmri_diffmask.learn.objective import ObjectiveConfig
 
     spec = _apply(CONFIGS[args.config], args.set)
     obj = ObjectiveConfig(**spec.get("objective", {}))

@@ -41,7 +41,8 @@ def one(name: str, size: int, coils: int, preset: str, repeats: int, threads: in
     import torch
 
     torch.set_num_threads(threads)
-    from fastmri_diffmask.learn.tweedie import Likelihood, ObjectiveConfig, objective_loss, unrolled_estimate
+    from fastmri_diffmask.learn.objective import ObjectiveConfig, objective_loss
+    from fastmri_diffmask.learn.tweedie import Likelihood, unrolled_estimate
     from fastmri_diffmask.masks.bernoulli import BernoulliMask, as_kspace_mask
     from fastmri_diffmask.physics import MultiCoilOperator, to_complex
     from fastmri_diffmask.prior.edm import EDMPrecond

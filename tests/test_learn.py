@@ -11,8 +11,8 @@ import torch
 from fastmri_diffmask.cli.main import main
 from fastmri_diffmask.dataset import SliceData
 from fastmri_diffmask.learn.loop import LearnConfig, learn_mask, learn_nested
-from fastmri_diffmask.learn.tweedie import (Likelihood, ObjectiveConfig, objective_loss, one_step_estimate,
-                                            reconstruction_loss, ssim, unrolled_estimate)
+from fastmri_diffmask.learn.objective import ObjectiveConfig, objective_loss
+from fastmri_diffmask.learn.tweedie import Likelihood, one_step_estimate, reconstruction_loss, ssim, unrolled_estimate
 from fastmri_diffmask.masks.bernoulli import BernoulliMask
 from fastmri_diffmask.masks.file import load_mask_file
 from fastmri_diffmask.physics import MultiCoilOperator, fft2c, percentile_scale, to_channels, to_complex
@@ -418,3 +418,30 @@ def test_dds_judge_picks_the_draw_with_the_best_dds_psnr(oracle):
     assert len(ex["scores"]) == 3 and len(set(ex["scores"])) == 3  # three different masks, three scores
     assert ex["chosen"] == int(np.argmax([-s for s in ex["scores"]])) and int(np.sum(ex["mask"])) == 8
     assert -ex["scores"][0] == pytest.approx(validator.dds_psnr(first, "line", num_slices=2))
+
+
+def test_steps_zero_exports_the_starting_density_with_the_same_candidates_and_judge(oracle):
+    """``steps=0``: no update; the logits stay the start's and the export is exactly what the
+    export of a fresh mask with those logits gives (the baseline a learned mask is measured
+    against); a learning run with the same settings starts from the same candidates."""
+    from fastmri_diffmask.dataset import load_slices
+    from fastmri_diffmask.errors import UserError
+    from fastmri_diffmask.learn.loop import Validator, choose_sampled
+    from fastmri_diffmask.masks.baselines import vd_density
+    from fastmri_diffmask.masks.bernoulli import density_logits
+
+    root, _, prior = oracle
+    train, val = load_slices(root, "train"), load_slices(root, "val")
+    start = density_logits(vd_density((N,), 2.0))
+    cfg = LearnConfig(steps=0, batch=4, export="sampled", export_draws=3, export_sampling="systematic")
+    mask, hist = learn_mask(prior, train, val, "line", 4, 4, cfg, init_logits=start, progress=False)
+    fresh = BernoulliMask(N, 4, 4, logits=start)
+    assert torch.equal(mask.logits.detach(), fresh.logits.detach()) and hist["train"] == []
+    want = choose_sampled(fresh, Validator(prior, val, cfg, "cpu"), cfg)
+    assert hist["export"]["mask"] == want["mask"] and hist["export"]["scores"] == want["scores"]
+    assert int(np.sum(hist["export"]["mask"])) == 8
+    learned, _ = learn_mask(prior, train, val, "line", 4, 4, dataclasses.replace(cfg, steps=5, lr=0.5),
+                            init_logits=start, progress=False)
+    assert not torch.equal(learned.logits.detach(), fresh.logits.detach())
+    with pytest.raises(UserError, match="steps must be >= 0"):
+        dataclasses.replace(cfg, steps=-1).validate(4)

@@ -12,6 +12,7 @@ import json
 
 from ..learn.api import LearnMaskOptions
 from ..learn.loop import EXPORTS, SAMPLINGS, SELECTS
+from ..learn.objective import OBJECTIVES, RECON_INITS
 from .main import add_device_argument
 
 _D = LearnMaskOptions()  # the library's defaults are the flags' defaults
@@ -28,8 +29,9 @@ def register(sub) -> None:
                    help="fully sampled centre width (default: see fastmri_diffmask.learn.loop.default_num_low_frequencies)")
     p.add_argument("--corner-cut", action="store_true", help="point masks: never sample outside the inscribed ellipse")
     g = p.add_argument_group("objective")
-    g.add_argument("--objective", choices=["tweedie", "tweedie-x0", "unrolled"], default=_D.objective,
-                   help="tweedie: grad through the denoiser (paper v1); tweedie-x0: analytic grad (v2); unrolled: K DPS steps")
+    g.add_argument("--objective", choices=OBJECTIVES, default=_D.objective,
+                   help="tweedie: grad through the denoiser (paper v1); tweedie-x0: analytic grad (v2); unrolled: K DPS "
+                        "steps; dds: a short DDS reconstruction from the masked data, differentiated through its CG steps")
     g.add_argument("--loss", choices=["l2", "nl2", "l1", "ssim"], default=_D.loss)
     g.add_argument("--eta", type=float, default=_D.eta, help="likelihood step size (default 0.5)")
     g.add_argument("--sigma-mean", type=float, default=_D.sigma_mean, help="mean of ln sigma (default -1.2)")
@@ -41,8 +43,16 @@ def register(sub) -> None:
     g.add_argument("--mask-form", choices=["paper", "linear"], default=_D.mask_form,
                    help="data term ||M A x - M y||^2 (paper: only drawn lines learn) or sum M|A x - y|^2 (linear: all learn)")
     g.add_argument("--relaxed", action="store_true", help="LOUPE comparator: sigmoid relaxation instead of Gumbel-ST")
+    g.add_argument("--recon-steps", type=int, default=_D.recon_steps, help="--objective dds: noise levels of the short run")
+    g.add_argument("--recon-sigma-start", type=float, default=_D.recon_sigma_start, help="--objective dds: first noise level")
+    g.add_argument("--recon-dc-weight", type=float, default=_D.recon_dc_weight, help="--objective dds: CG weight mu")
+    g.add_argument("--recon-cg-iters", type=int, default=_D.recon_cg_iters, help="--objective dds: CG iterations per level")
+    g.add_argument("--recon-init", choices=RECON_INITS, default=_D.recon_init,
+                   help="--objective dds: start from the zero-filled image + noise, or noise alone")
+    g.add_argument("--denoiser-grad", action="store_true", help="--objective dds: backpropagate through the denoiser too")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--steps", type=int, default=_D.steps)
+    o.add_argument("--steps", type=int, default=_D.steps,
+                   help="Adam iterations; 0 = no learning: export the starting density (the baseline to beat)")
     o.add_argument("--epochs", type=int, default=_D.epochs, help="overrides --steps")
     o.add_argument("--batch", type=int, default=_D.batch)
     o.add_argument("--lr", type=float, default=_D.lr)

@@ -27,7 +27,7 @@ import torch
 from ..errors import UserError
 from .loop import (EXPORTS, SAMPLINGS, SELECTS, LearnConfig, default_num_low_frequencies, export_mask, learn_mask,
                    learn_nested)
-from .tweedie import ObjectiveConfig
+from .objective import ObjectiveConfig
 
 KINDS = ("line", "point")
 _OBJECTIVE, _LOOP = ObjectiveConfig(), LearnConfig()  # the options' defaults are the loop's
@@ -86,8 +86,16 @@ class LearnMaskOptions:
         Data term ``||M A x - M y||^2`` (only drawn lines learn) or ``sum M |A x - y|^2`` (all learn).
     relaxed : bool
         LOUPE comparator: sigmoid relaxation instead of Gumbel straight-through.
+    recon_steps, recon_sigma_start, recon_dc_weight, recon_cg_iters : int, float, float, int
+        ``objective="dds"``: noise levels of the short DDS run, its first level, CG weight ``mu``
+        and CG iterations per level (:func:`~fastmri_diffmask.learn.dds_unroll.dds_unrolled_estimate`).
+    recon_init : {"adjoint", "noise"}
+        ``objective="dds"``: start from the zero-filled image plus noise, or noise alone.
+    denoiser_grad : bool
+        ``objective="dds"``: backpropagate through the denoiser too (default: its outputs are constants).
     steps : int
-        Adam iterations.
+        Adam iterations; 0 exports from the starting density with the same candidates and judge
+        (the baseline a learned mask is measured against).
     epochs : int or None
         Overrides ``steps`` (``epochs * ceil(n_train / batch)``).
     batch : int
@@ -163,6 +171,12 @@ class LearnMaskOptions:
     init: str = _OBJECTIVE.init
     mask_form: str = _OBJECTIVE.mask_form
     relaxed: bool = _OBJECTIVE.relaxed
+    recon_steps: int = _OBJECTIVE.recon_steps
+    recon_sigma_start: float = _OBJECTIVE.recon_sigma_start
+    recon_dc_weight: float = _OBJECTIVE.recon_dc_weight
+    recon_cg_iters: int = _OBJECTIVE.recon_cg_iters
+    recon_init: str = _OBJECTIVE.recon_init
+    denoiser_grad: bool = _OBJECTIVE.denoiser_grad
     steps: int = _LOOP.steps
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
@@ -255,7 +269,10 @@ def _check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: 
         raise UserError(f"kind must be line or point, got {kind!r}")
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; give a mask file path such as {out / 'mask.safetensors'}")
-    for name in ("steps", "batch", "export_draws", "checkpoint_every", "unroll_steps", "dps_steps", "dds_steps"):
+    if opts.steps < 0:
+        raise UserError(f"--steps must be >= 0 (0: no learning, export the starting density), got {opts.steps}")
+    for name in ("batch", "export_draws", "checkpoint_every", "unroll_steps", "dps_steps", "dds_steps", "recon_steps",
+                 "recon_cg_iters"):
         if getattr(opts, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
     for name in ("num_train", "num_val", "epochs", "select_slices"):
@@ -362,7 +379,9 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     obj = ObjectiveConfig(objective=opts.objective, loss=opts.loss, eta=opts.eta, p_mean=opts.sigma_mean,
                           p_std=opts.sigma_std, meas_noise=opts.meas_noise, unroll_steps=opts.unroll_steps,
                           unroll_sigma_end=opts.unroll_sigma_end, init=opts.init, relaxed=opts.relaxed,
-                          mask_form=opts.mask_form)
+                          mask_form=opts.mask_form, recon_steps=opts.recon_steps,
+                          recon_sigma_start=opts.recon_sigma_start, recon_dc_weight=opts.recon_dc_weight,
+                          recon_cg_iters=opts.recon_cg_iters, recon_init=opts.recon_init, denoiser_grad=opts.denoiser_grad)
     cfg = LearnConfig(objective=obj, steps=opts.steps, epochs=opts.epochs, batch=opts.batch, lr=opts.lr,
                       lr_schedule=opts.lr_schedule, tau=opts.tau, tau_end=opts.tau_end, seed=opts.seed,
                       val_every=opts.val_every, dps_every=opts.dps_every, dps_steps=opts.dps_steps, dds_steps=opts.dds_steps,

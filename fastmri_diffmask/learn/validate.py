@@ -22,10 +22,11 @@ from tqdm import tqdm
 
 from ..masks.bernoulli import BernoulliMask, as_kspace_mask
 from ..physics import percentile_scale, to_channels
-from .tweedie import ObjectiveConfig, draw_noise, estimate, reconstruction_loss
+from .objective import ObjectiveConfig, draw_noise, estimate
+from .tweedie import reconstruction_loss
 
 if TYPE_CHECKING:
-    from .loop import LearnConfig
+    from .config import LearnConfig
 
 
 def scaled_batch(data) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,33 @@
+"""Score mask files on the validation slices held apart from learn-mask's judge (val 4-9 by default):
+mean DDS PSNR with ESPIRiT (BART) maps from each file's own centre. For choosing learner defaults
+on validation only (test slices are never touched here).
+
+    python benchmarks/val_check.py MASK.safetensors [MASK ...] [--steps 50] [--slices 4 5 6 7 8 9]
+"""
+
+import argparse
+import json
+
+import numpy as np
+
+from _val_cases import dds_psnr, line_mask_judging
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("masks", nargs="+")
+    ap.add_argument("--data", default="runs/data")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--slices", type=int, nargs="+", default=[4, 5, 6, 7, 8, 9])
+    args = ap.parse_args()
+    for path in args.masks:
+        mf, k, target, maps, prior, _ = line_mask_judging(args.data, path)
+        idx = [i for i in args.slices if i < len(k)]
+        value = dds_psnr(prior, k, target, maps, np.asarray(mf.mask, np.float32), idx, args.steps)
+        lines = [int(i) for i in np.flatnonzero(np.asarray(mf.mask) > 0.5)]
+        print(json.dumps({"mask": path, "dds_steps": args.steps, "val_slices": idx, "psnr": round(value, 3),
+                          "lines": lines}))
+
+
+if __name__ == "__main__":
+    main()
