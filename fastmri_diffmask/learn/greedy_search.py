@@ -1,0 +1,170 @@
+"""Stochastic greedy mask selection scored by the reconstruction itself: the reference learner.
+
+Gozcu et al. (2018) build a mask greedily: starting from the low frequencies, add the line (or
+point) whose addition gives the best mean reconstruction quality on training images, until the
+budget is met. Sanchez et al. (2020) make it scale by scoring only a random subset of the
+candidates at each step (stochastic greedy). Here the reconstruction is the test-time sampler,
+DDS (:func:`fastmri_diffmask.sample.dds.dds_reconstruct`; Chung, Lee, Ye, ICLR 2024) with
+``dds_steps`` steps, and the quality the mean PSNR (:func:`.validate.psnr`) on ``num_slices``
+training slices spread over the training set:
+
+1. start from the fixed entries (the centre, plus any ``fixed``);
+2. draw ``candidates`` of the unsampled, non-excluded entries at random;
+3. reconstruct the slices with the current mask plus each candidate and keep the best;
+
+until the budget of the :class:`~fastmri_diffmask.masks.bernoulli.BernoulliMask` is met exactly.
+
+All reconstructions share their random numbers (common random numbers): every candidate mask at
+every step sees the initial and churn noise of one ``dds_reconstruct`` call on the ``num_slices``
+slices with a generator seeded ``seed``, so two masks' scores differ only through the masks. The
+candidates x slices are stacked into batches of at most ``max_batch`` reconstructions.
+
+Cost: ``(budget - n_fixed) * candidates`` reconstructions of ``num_slices`` slices (fewer when
+fewer than ``candidates`` entries remain), each ``dds_steps`` denoiser evaluations per slice.
+
+References
+----------
+Gozcu B, Mahabadi RK, Li YH, Ilicak E, Cukur T, Scarlett J, Cevher V. Learning-based compressive
+MRI. IEEE Trans Med Imaging 2018;37:1394-1406.
+Sanchez T, Gozcu B, van Heeswijk RB, Eftekhari A, Ilicak E, Cukur T, Cevher V. Scalable
+learning-based sampling optimization for compressive dynamic MRI. ICASSP 2020 (arXiv:1902.00386).
+Chung H, Lee S, Ye JC. Decomposed diffusion sampler for accelerating large-scale inverse
+problems. ICLR 2024.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..masks.bernoulli import as_kspace_mask
+from ..physics import to_channels, to_complex
+from ..sample.dds import DDS_DEFAULTS
+from ..sample.dps import data_consistency, prepare_sampling
+from .greedy import build_mask, check_count, fixed_order
+from .validate import psnr
+
+
+def spread_indices(n: int, k: int) -> list[int]:
+    """``k`` of ``n`` indices at the centres of ``k`` equal strata (all of them when ``k >= n``),
+    as :func:`fastmri_diffmask.dataset.load_slices` spreads slices."""
+    if k >= n:
+        return list(range(n))
+    return [int((j + 0.5) * n / k) for j in range(k)]
+
+
+def dds_shared_noise(prior, kspace: torch.Tensor, sens_maps: torch.Tensor, masks: torch.Tensor, kind: str,
+                     steps: int, seed: int, dc_weight: float = DDS_DEFAULTS["dc_weight"],
+                     cg_iters: int = DDS_DEFAULTS["cg_iters"], churn: float = DDS_DEFAULTS["churn"]) -> torch.Tensor:
+    """DDS reconstructions ``(M, n, H, W)`` of ``n`` fully sampled slices under each of ``M`` masks.
+
+    Reconstruction ``[j]`` equals ``dds_reconstruct(prior, kspace * km_j, km_j, sens_maps, steps,
+    generator=torch.Generator().manual_seed(seed))`` (the same initial and churn noise for every
+    mask), computed in one batch of ``M * n``.
+    """
+    m_count, n = masks.shape[0], kspace.shape[0]
+    km = as_kspace_mask(masks.repeat_interleave(n, 0).to(kspace.device), kind)
+    masked = kspace.repeat(m_count, 1, 1, 1) * km
+    p = prepare_sampling(masked, km, sens_maps.repeat(m_count, 1, 1, 1), steps, churn, torch.Generator())
+    gen = torch.Generator().manual_seed(int(seed))
+    shape = (n, 2, *kspace.shape[-2:])
+    tile = lambda z: z.to(kspace.device, torch.float32).repeat(m_count, 1, 1, 1)  # noqa: E731
+    t = p.sigmas
+    x = tile(torch.randn(shape, generator=gen)) * float(t[0])  # what dds_reconstruct draws for n slices
+    with torch.no_grad():
+        for i in range(steps):
+            sigma_hat = float(t[i]) * (1 + p.gamma)
+            if p.gamma > 0:  # EDM churn, as sample.dps.churn_noise, with the n-slice noise tiled
+                x = x + math.sqrt(sigma_hat ** 2 - float(t[i]) ** 2) * tile(torch.randn(shape, generator=gen))
+            denoised = prior(x, torch.full((x.shape[0],), sigma_hat, device=x.device))
+            consistent = to_channels(data_consistency(p.op, p.y, to_complex(denoised), dc_weight, cg_iters))
+            x = consistent + float(t[i + 1]) / sigma_hat * (x - denoised)
+    return (to_complex(x) * p.scale).reshape(m_count, n, *kspace.shape[-2:])
+
+
+def greedy_search_mask(prior, train, kind: str, acceleration: float, num_low_frequencies: int, *,
+                       candidates: int = 8, num_slices: int = 4, dds_steps: int = 25, seed: int = 0,
+                       fixed=None, corner_cut: bool = False, max_batch: int = 16, progress: bool = True,
+                       device="cpu") -> tuple[torch.Tensor, dict]:
+    """Learn an exact-budget 0/1 mask by stochastic greedy search on the DDS reconstruction's PSNR.
+
+    Parameters
+    ----------
+    prior : Denoiser
+    train : SliceData
+        Fully sampled training slices; ``num_slices`` of them spread over the set are scored.
+    kind, acceleration, num_low_frequencies, fixed, corner_cut
+        As for :class:`~fastmri_diffmask.masks.bernoulli.BernoulliMask` (its fixed set is the start,
+        its free set the candidates, its budget the end).
+    candidates : int
+        Entries drawn (without replacement) and scored per addition.
+    dds_steps : int
+        Steps of each DDS reconstruction (the other settings: ``DDS_DEFAULTS``).
+    seed : int
+        The DDS noise of every reconstruction (seed ``seed``) and the candidate draws (a generator
+        seeded ``seed + 1``).
+    max_batch : int
+        At most this many slice reconstructions per batch (candidates x slices).
+
+    Returns
+    -------
+    mask : float tensor ``(W,)`` or ``(H, W)``, 0/1, exactly the budget
+    history : dict
+        ``additions`` (per addition: ``step``, ``candidates`` (flat indices), ``scores`` (mean
+        PSNR dB of each), ``index`` (the one kept, the argmax), ``psnr``), ``order`` (fixed
+        entries nearest the centre first, then the additions), ``reconstructions`` (candidate
+        masks scored, each a reconstruction of ``num_slices`` slices: ``(budget - n_fixed) *
+        candidates`` when the pool never runs short), ``slice_reconstructions``, ``slices`` (the
+        training slice indices scored), ``budget``.
+    """
+    candidates, num_slices, dds_steps, max_batch = (check_count(k, v) for k, v in (
+        ("candidates", candidates), ("num_slices", num_slices), ("dds_steps", dds_steps), ("max_batch", max_batch)))
+    mask = build_mask(train, kind, acceleration, num_low_frequencies, fixed, corner_cut)
+    shape, device = mask.shape, torch.device(device)
+    free = mask.free.cpu().numpy().ravel()
+    chosen = mask.fixed.cpu().numpy().ravel().copy()
+    slices = spread_indices(train.kspace.shape[0], num_slices)
+    data = train.subset(slices)
+    kspace, maps = data.kspace.to(device), data.sens_maps.to(device)
+    truth = data.images.abs().to(device)
+    per_call = max(1, max_batch // len(slices))
+    gen = torch.Generator().manual_seed(int(seed) + 1)
+    remaining = mask.budget - mask.num_fixed
+    history = {"additions": [], "order": fixed_order(mask), "reconstructions": 0, "slice_reconstructions": 0,
+               "slices": slices, "budget": mask.budget, "num_fixed": mask.num_fixed, "candidates": candidates,
+               "dds_steps": dds_steps, "seed": int(seed)}
+
+    def score(flat_masks: np.ndarray) -> list[float]:
+        out = []
+        for j in range(0, len(flat_masks), per_call):
+            ms = torch.from_numpy(flat_masks[j:j + per_call].reshape(-1, *shape).astype(np.float32))
+            rec = dds_shared_noise(prior, kspace, maps, ms, kind, dds_steps, seed)
+            out += psnr(rec.abs().flatten(0, 1), truth.repeat(ms.shape[0], 1, 1)).view(ms.shape[0], -1).mean(1).tolist()
+        history["reconstructions"] += len(flat_masks)
+        history["slice_reconstructions"] += len(flat_masks) * len(slices)
+        return out
+
+    bar = tqdm(total=remaining, desc=f"greedy search R={acceleration:g}", unit="entry", disable=not progress,
+               leave=False)
+    step = 0
+    while remaining > 0:
+        step += 1
+        pool = np.flatnonzero(free & ~chosen)
+        draw = pool[torch.randperm(pool.size, generator=gen)[:candidates].numpy()]
+        trial = np.repeat(chosen[None], draw.size, 0)
+        trial[np.arange(draw.size), draw] = True
+        scores = score(trial)
+        best = int(np.argmax(scores))  # the first of equal maxima
+        pick = int(draw[best])
+        chosen[pick] = True
+        remaining -= 1
+        history["additions"].append({"step": step, "candidates": [int(i) for i in draw], "scores": scores,
+                                     "index": pick, "psnr": scores[best]})
+        history["order"].append(pick)
+        bar.update(1)
+        bar.set_postfix(psnr=f"{scores[best]:.2f}")
+    bar.close()
+    return torch.from_numpy(chosen.reshape(shape).astype(np.float32)), history
