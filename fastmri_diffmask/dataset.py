@@ -84,10 +84,9 @@ def read_volume(path: Path) -> dict:
     if kspace.ndim == 3:  # single-coil (slices, H, W): one coil with unit map
         kspace = kspace[:, None]
         maps = np.ones_like(kspace)
-    if kspace.ndim != 4 or not np.iscomplexobj(kspace):
-        raise UserError(f"{path}: kspace must be complex (slices, coils, H, W), got {kspace.dtype} {kspace.shape}")
-    if not np.all(np.isfinite(kspace)):
-        raise UserError(f"{path}: kspace holds NaN or Inf values; the file is corrupt")
+    from .io.fastmri_h5 import check_volume
+
+    check_volume(path, kspace, target, maps)  # shapes and NaN/Inf, before anything is computed or written
     return {"kspace": kspace.astype(np.complex64), "target": target, "sens_maps": maps, "attrs": attrs}
 
 

@@ -3,7 +3,8 @@
 Each subcommand lives in its own module under ``fastmri_diffmask.cli`` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the parsed
 arguments. Bad input anywhere raises :class:`~fastmri_diffmask.errors.UserError`; this module turns
-it into one line on stderr and exit code 2.
+it into one line on stderr and exit code 2; progress bars still on screen are closed first, so
+that line starts a line of its own instead of trailing a bar.
 """
 
 from __future__ import annotations
@@ -49,6 +50,30 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
                         help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)")
 
 
+def close_progress_bars() -> None:
+    """Close every live tqdm bar (innermost first), ending its line, so the next message printed
+    to stderr starts on a line of its own. A bar left open by an exception is otherwise closed
+    only when it is garbage-collected, after the error line, which it then overwrites or trails."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return
+    bars = sorted(getattr(tqdm, "_instances", ()), key=lambda b: -abs(getattr(b, "pos", 0)))
+    for bar in bars:
+        try:
+            bar.close()
+        except Exception:  # pragma: no cover - a half-built bar; nothing to print then
+            pass
+
+
+def _report(message: str) -> None:
+    """Print ``message`` to stderr as exactly one line, after closing any progress bar."""
+    message = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    close_progress_bars()
+    sys.stdout.flush()
+    print(message, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -58,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except UserError as e:
-        print(f"fastmri-diffmask {args.command}: error: {e}", file=sys.stderr)
+        _report(f"fastmri-diffmask {args.command}: error: {e}")
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _report("interrupted")
         return 130
     return int(result or 0)
 

@@ -46,15 +46,48 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _check_files(files, num_slices: int | None) -> list[tuple[Path, tuple, int]]:
+    """Read and validate every file the run will use (all of them, or the first ones holding
+    ``num_slices`` slices), one at a time: ``(path, kspace shape, slices used)`` each. Nothing is
+    kept in memory and nothing is written, so a bad file anywhere fails before any output."""
+    from ..dataset import read_volume
+
+    plan, left = [], num_slices
+    for path in files:
+        shape = read_volume(path)["kspace"].shape  # raises UserError with one line on bad content
+        n = shape[0] if left is None else min(left, shape[0])
+        plan.append((path, shape, n))
+        if left is not None:
+            left -= n
+            if left <= 0:
+                break
+    return plan
+
+
+def _common_crop(recon: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-crop both to their common size: the target's (reconSpace, smaller than the
+    k-space matrix in fastMRI files), or the image's where a target is wider than the image."""
+    from ..recon.run import center_crop
+
+    shape = tuple(min(a, b) for a, b in zip(recon.shape[-2:], target.shape[-2:]))
+    return center_crop(recon, shape), center_crop(target, shape)
+
+
 def run(args) -> int:
+    """Validate every file, then reconstruct into a hidden staging folder inside ``--out`` and
+    move the results into place only when all of them (and the metrics) are done: a failure at
+    any point leaves no ``reconstructions/*.h5`` or metrics file behind."""
+    import os
+    import shutil
+    import tempfile
+
     from tqdm import tqdm
 
     from ..dataset import list_h5, read_volume
     from ..masks.select import make_mask
     from ..metrics import score
-    from ..recon.run import DIFFUSION_METHODS, METHODS, SENS_CHOICES, ReconSettings, center_crop, reconstruct_slices, sens_maps_for, volume_seed
+    from ..recon.run import DIFFUSION_METHODS, METHODS, SENS_CHOICES, ReconSettings, reconstruct_slices, sens_maps_for, volume_seed
     from ..simulate import ifft2c_np
-    from ..utils import atomic_path
 
     if args.method not in METHODS:
         raise UserError(f"unknown method {args.method!r}; use one of {', '.join(METHODS)}")
@@ -62,6 +95,8 @@ def run(args) -> int:
         raise UserError(f"unknown --sens-maps {args.sens_maps!r}; use one of {', '.join(SENS_CHOICES)}")
     if (args.steps is not None and args.steps < 1) or args.batch < 1 or args.cg_iters < 1:
         raise UserError("--steps, --batch and --cg-iters must be >= 1")
+    if args.num_slices is not None and args.num_slices < 1:
+        raise UserError(f"--num-slices must be >= 1, got {args.num_slices}")
     if args.churn is not None and args.churn < 0:
         raise UserError(f"--churn must be >= 0, got {args.churn}")
     if args.dc_weight is not None and not args.dc_weight > 0:
@@ -74,48 +109,57 @@ def run(args) -> int:
     s = ReconSettings(method=args.method, lamda=args.lamda, max_iter=args.max_iter, steps=args.steps, zeta=args.zeta,
                       churn=args.churn, dc_weight=args.dc_weight, cg_iters=args.cg_iters, batch=args.batch,
                       sens=args.sens_maps, seed=args.seed, device=args.device)
+    plan = _check_files(files, args.num_slices)  # every file used is validated before anything is written
+    masks = {p.name: make_mask(args.mask_type, shape[-2:], args.acceleration, args.num_low_frequencies,
+                               seed=volume_seed(p.name, args.seed), mask_file=args.learned_mask) for p, shape, _ in plan}
     if args.method in DIFFUSION_METHODS:
         from ..prior.weights import load_prior
 
         s.prior = load_prior(args.prior, device=args.device)
-    vols = [(f, read_volume(f)) for f in files]  # validate every file before writing anything
-    masks = {f.name: make_mask(args.mask_type, v["kspace"].shape[-2:], args.acceleration, args.num_low_frequencies,
-                               seed=volume_seed(f.name, args.seed), mask_file=args.learned_mask) for f, v in vols}
     out = Path(args.out)
-    rows, done = [], 0
-    total = sum(v["kspace"].shape[0] for _, v in vols)
-    if args.num_slices:
-        total = min(total, args.num_slices)
-    bar = tqdm(total=total, desc=f"recon {args.method}", unit="slice")
-    for path, vol in vols:
-        if args.num_slices and done >= args.num_slices:
-            break
-        k = vol["kspace"][: (args.num_slices - done) if args.num_slices else None]
-        m = masks[path.name]
-        maps = np.stack([sens_maps_for(k[i] * m.mask, None if vol["sens_maps"] is None else vol["sens_maps"][i],
-                                       m.num_low_frequencies, args.sens_maps, args.device) for i in range(len(k))])
-        recon = reconstruct_slices(k, m.mask, maps, m.acceleration, s)
-        target = vol["target"] if vol["target"] is not None else np.sqrt((np.abs(ifft2c_np(k)) ** 2).sum(1))
-        recon = center_crop(recon, target.shape[-2:]).astype(np.float32)
-        with atomic_path(out / "reconstructions" / path.name) as tmp:
-            with h5py.File(tmp, "w") as f:
-                f.create_dataset("reconstruction", data=recon)
-                f.attrs.update({"mask_type": args.mask_type, "acceleration": m.acceleration, "method": args.method,
-                                "num_low_frequencies": m.num_low_frequencies})
-                f.create_dataset("mask", data=m.mask)
-        for i in range(len(recon)):
-            rows.append({"fname": path.name, "slice": i, "mask_type": args.mask_type, "acceleration": round(m.acceleration, 4),
-                         "method": args.method, **{k_: round(v, 6) for k_, v in score(target[i], recon[i]).items()}})
-        done += len(recon)
-        bar.update(len(recon))
-    bar.close()
-    with atomic_path(out / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
-        wr.writeheader()
-        wr.writerows(rows)
-    summary = {key: float(np.mean([r[key] for r in rows])) for key in ("psnr", "ssim", "nmse", "psnr_paper", "ssim_paper")}
-    with atomic_path(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps({"settings": {k_: v for k_, v in vars(args).items() if k_ != "func"},
-                                   "mean": summary, "slices": rows}, indent=1))
+    made_out = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".recon-", suffix=".tmp", dir=out))
+    ok = False
+    try:
+        rows = []
+        with tqdm(total=sum(n for _, _, n in plan), desc=f"recon {args.method}", unit="slice") as bar:
+            for path, _, n in plan:
+                vol = read_volume(path)
+                k = vol["kspace"][:n]
+                m = masks[path.name]
+                maps = np.stack([sens_maps_for(k[i] * m.mask, None if vol["sens_maps"] is None else vol["sens_maps"][i],
+                                               m.num_low_frequencies, args.sens_maps, args.device) for i in range(len(k))])
+                recon = reconstruct_slices(k, m.mask, maps, m.acceleration, s)
+                target = vol["target"][:n] if vol["target"] is not None else np.sqrt((np.abs(ifft2c_np(k)) ** 2).sum(1))
+                recon, target = _common_crop(recon.astype(np.float32), target)
+                scores = [score(target[i], recon[i]) for i in range(len(recon))]  # before the file is written
+                (stage / "reconstructions").mkdir(exist_ok=True)
+                with h5py.File(stage / "reconstructions" / path.name, "w") as f:
+                    f.create_dataset("reconstruction", data=recon)
+                    f.attrs.update({"mask_type": args.mask_type, "acceleration": m.acceleration, "method": args.method,
+                                    "num_low_frequencies": m.num_low_frequencies})
+                    f.create_dataset("mask", data=m.mask)
+                rows += [{"fname": path.name, "slice": i, "mask_type": args.mask_type,
+                          "acceleration": round(m.acceleration, 4), "method": args.method,
+                          **{k_: round(v, 6) for k_, v in sc.items()}} for i, sc in enumerate(scores)]
+                bar.update(len(recon))
+        with open(stage / "metrics.csv", "w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=list(rows[0]))
+            wr.writeheader()
+            wr.writerows(rows)
+        summary = {key: float(np.mean([r[key] for r in rows])) for key in ("psnr", "ssim", "nmse", "psnr_paper", "ssim_paper")}
+        (stage / "metrics.json").write_text(json.dumps({"settings": {k_: v for k_, v in vars(args).items() if k_ != "func"},
+                                                        "mean": summary, "slices": rows}, indent=1))
+        (out / "reconstructions").mkdir(exist_ok=True)
+        for p in sorted((stage / "reconstructions").iterdir()):
+            os.replace(p, out / "reconstructions" / p.name)
+        for name in ("metrics.csv", "metrics.json"):
+            os.replace(stage / name, out / name)
+        ok = True
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if not ok and made_out and not any(out.iterdir()):
+            out.rmdir()  # the run made the folder; leave none behind either
     print(json.dumps({"slices": len(rows), **{k_: round(v, 4) for k_, v in summary.items()}}))
     return 0

@@ -1,4 +1,4 @@
-"""Write HDF5 files in the fastMRI layout.
+"""Write HDF5 files in the fastMRI layout, and check the arrays read from one.
 
 The layout read by ``fastmri.data.SliceDataset`` [1]_:
 
@@ -79,6 +79,67 @@ def header_for_fastmri(header_xml: str | bytes, rows: int) -> str:
     if fov is not None and fov.text and old:
         fov.text = f"{float(fov.text) * rows / old:.6f}"
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode")
+
+
+def _first_bad_slice(a: np.ndarray) -> int | None:
+    """Index of the first slice (axis 0) holding NaN or Inf, or None; one slice at a time, so
+    the check needs no second array the size of the volume."""
+    for i in range(a.shape[0]):
+        if not np.isfinite(a[i]).all():
+            return i
+    return None
+
+
+def check_volume(path, kspace: np.ndarray, target: np.ndarray | None = None,
+                 sens_maps: np.ndarray | None = None) -> None:
+    """Refuse a volume whose arrays cannot be reconstructed or scored, with one line each.
+
+    Checked, in this order: ``kspace`` is complex ``(slices, coils, rows, cols)`` with no empty
+    dimension and holds no NaN/Inf; ``reconstruction_rss`` (``target``) is real
+    ``(slices, h, w)`` with the k-space's slice count, no empty dimension, no NaN/Inf;
+    ``sens_maps`` has the k-space's shape and no NaN/Inf. Real fastMRI files pass as they come
+    (their targets are smaller than the k-space matrix; that is not checked here).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file, named in the message.
+    kspace : ndarray
+        ``(slices, coils, rows, cols)`` (single-coil files expanded to one coil).
+    target, sens_maps : ndarray, optional
+        The file's ``reconstruction_rss`` and ``sens_maps`` when it has them.
+
+    Raises
+    ------
+    UserError
+        What is wrong with which dataset, and what to do.
+    """
+    fix = "re-create or re-download the file, or move it out of the folder"
+    drop_target = "re-create or re-download the file, or delete that dataset to score against the RSS of the k-space"
+    drop_maps = "re-create or re-download the file, or delete that dataset and use --sens-maps espirit-bart"
+    shape = tuple(kspace.shape)
+    if kspace.ndim != 4 or not np.iscomplexobj(kspace):
+        raise UserError(f"{path}: kspace must be complex (slices, coils, rows, cols), got {kspace.dtype} {shape}; {fix}")
+    if 0 in shape:
+        raise UserError(f"{path}: kspace has an empty dimension {shape}; {fix}")
+    bad = _first_bad_slice(kspace)
+    if bad is not None:
+        raise UserError(f"{path}: kspace holds NaN or Inf values (first in slice {bad}); the file is corrupt: {fix}")
+    if target is not None:
+        tshape = tuple(target.shape)
+        if target.ndim != 3 or tshape[0] != shape[0] or 0 in tshape or np.iscomplexobj(target):
+            raise UserError(f"{path}: reconstruction_rss is {target.dtype} {tshape} but kspace {shape} needs real "
+                            f"(slices={shape[0]}, h, w); {drop_target}")
+        bad = _first_bad_slice(target)
+        if bad is not None:
+            raise UserError(f"{path}: reconstruction_rss holds NaN or Inf values (first in slice {bad}); {drop_target}")
+    if sens_maps is not None:
+        if tuple(sens_maps.shape) != shape:
+            raise UserError(f"{path}: sens_maps is {tuple(sens_maps.shape)} but kspace is {shape}; they must match: "
+                            f"{drop_maps}")
+        bad = _first_bad_slice(sens_maps)
+        if bad is not None:
+            raise UserError(f"{path}: sens_maps holds NaN or Inf values (first in slice {bad}); {drop_maps}")
 
 
 def write_fastmri_h5(path: str | Path, kspace: np.ndarray, header_xml: str,
