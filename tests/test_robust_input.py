@@ -137,3 +137,34 @@ def test_good_files_still_reconstruct_and_leave_no_staging_folder(tmp_path, caps
         "metrics.csv", "metrics.json", "reconstructions", "reconstructions/v0.h5", "reconstructions/v1.h5"]
     with h5py.File(out / "reconstructions" / "v1.h5") as f:
         assert f["reconstruction"].shape == (2, 24, 24)
+
+
+# -- progress while compare/demo learn a mask -------------------------------------------------------
+def test_compare_shows_progress_while_it_learns_a_mask_and_is_silent_without(tmp_path, capsys):
+    from fastmri_diffmask.compare.config import parse_config
+    from fastmri_diffmask.compare.engine import run_study
+
+    data = tmp_path / "data"
+    assert main(["make-data", "--out", str(data), "--split", "train,val,test", "--size", "32", "--coils", "4",
+                 "--slices-per-file", "5"]) == 0
+    raw = {"data": str(data), "split": "test", "num_slices": 2, "kind": "line", "accelerations": [4],
+           "num_low_frequencies": {4: 6}, "sens_maps": "file", "methods": [{"name": "zero-filled"}],
+           "masks": [{"name": "learned", "type": "learned_diffusion",
+                      "learn": {"steps": 2, "num_train": 3, "num_val": 2, "export": "topk"}}]}
+    capsys.readouterr()
+    run_study(parse_config(raw), tmp_path / "loud", device="cpu")
+    err = capsys.readouterr().err
+    assert "compare: learning masks" in err and "learned R=4" in err  # the outer bar, naming the mask
+    assert "learn-mask R=4" in err  # learn-mask's own bar under it
+    run_study(parse_config(raw), tmp_path / "quiet", device="cpu", progress=False)
+    assert capsys.readouterr().err == ""
+    assert (tmp_path / "quiet" / "masks" / "learned_R4.safetensors").is_file()
+    assert len(list((tmp_path / "quiet" / "cells").glob("*.json"))) == 1
+
+
+def test_the_demo_config_does_not_silence_learning():
+    from fastmri_diffmask.cli.demo import demo_config_path
+    from fastmri_diffmask.compare.config import load_config
+
+    learned = [m for m in load_config(demo_config_path()).masks if m.type == "learned_diffusion"]
+    assert learned and all(not (m.learn or {}).get("quiet") for m in learned)

@@ -58,8 +58,10 @@ def ensure_data(cfg: StudyConfig) -> None:
         write_embedded_dataset(root, splits=opts.pop("split"), **opts)
 
 
-def learned_mask_path(cfg: StudyConfig, spec: MaskSpec, acceleration: float, out: Path, device="auto") -> Path:
-    """The learned mask file for ``spec`` at ``acceleration``, learning it first if needed."""
+def learned_mask_path(cfg: StudyConfig, spec: MaskSpec, acceleration: float, out: Path, device="auto",
+                      progress: bool = True) -> Path:
+    """The learned mask file for ``spec`` at ``acceleration``, learning it first if needed (with
+    learn-mask's progress bars unless ``progress`` is False or the mask's ``learn`` says ``quiet``)."""
     if spec.file:
         path = Path(spec.file.replace("{R}", f"{acceleration:g}"))
         if not path.is_file():
@@ -71,6 +73,8 @@ def learned_mask_path(cfg: StudyConfig, spec: MaskSpec, acceleration: float, out
     from ..learn.api import LearnMaskOptions, learn_mask_file
 
     study = {"seed": cfg.seed}
+    if not progress:
+        study["quiet"] = True
     if cfg.nlf(acceleration) is not None:
         study["num_low_frequencies"] = cfg.nlf(acceleration)  # else learn-mask's default = study_nlf
     try:
@@ -100,6 +104,18 @@ def study_nlf(cfg: StudyConfig, acceleration: float, shape: tuple[int, int]) -> 
 
     n = cfg.nlf(acceleration)
     return int(n) if n is not None else default_num_low_frequencies(shape[-1], acceleration)
+
+
+def masks_to_learn(cfg: StudyConfig, cells: list[Cell], out: Path) -> list[tuple[MaskSpec, float]]:
+    """The ``(mask, acceleration)`` pairs of ``cells`` whose learned mask is not yet on disk,
+    once each, in cell order: the long step before the first reconstruction."""
+    todo = []
+    for cell in cells:
+        spec, r = cell.mask, cell.acceleration
+        if spec.type == LEARNED and not spec.file and (spec, r) not in todo \
+                and not (out / "masks" / f"{spec.name}_R{r:g}.safetensors").is_file():
+            todo.append((spec, r))
+    return todo
 
 
 def check_mask_files(cfg: StudyConfig, cells: list[Cell]) -> None:
@@ -138,6 +154,13 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
     kspace = data.kspace.numpy()
     target = data.target.numpy()
     shape = kspace.shape[-2:]
+    learn = masks_to_learn(cfg, todo, out)
+    if learn:  # minutes each: one bar over them, learn-mask's own bars below it
+        with tqdm(total=len(learn), desc="compare: learning masks", unit="mask", disable=not progress) as bar:
+            for spec, r in learn:
+                bar.set_postfix_str(f"{spec.name} R={r:g}")
+                learned_mask_path(cfg, spec, r, out, device, progress=progress)
+                bar.update(1)
     masks = {}
     for cell in todo:
         key = (cell.acceleration, cell.mask.name, cell.seed)
