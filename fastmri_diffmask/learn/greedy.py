@@ -127,9 +127,10 @@ def greedy_mask(prior, train, kind: str, acceleration: float, num_low_frequencie
     mask : float tensor ``(W,)`` or ``(H, W)``, 0/1, exactly the budget
     history : dict
         ``additions`` (per addition: ``step`` (gradient evaluation), ``index`` (flat), ``loss``,
-        ``grad`` (its gradient), ``candidates`` (the ``top_k`` most negative, best first)), ``order`` (fixed entries nearest the centre first, then the
-        additions in order: the mask file's ``order``), ``steps``, ``budget``, ``objective`` (the
-        settings used), ``mask_form_forced``.
+        ``grad`` (its gradient), ``candidates`` (the ``top_k`` most negative, best first)),
+        ``order`` (fixed entries nearest the centre first, then the additions in order: the mask
+        file's ``order``), ``steps``, ``budget``, ``objective`` (the settings used),
+        ``mask_form_forced``.
 
     Cost: ``ceil((budget - n_fixed) / adds_per_step)`` evaluations of the objective and its
     gradient w.r.t. the mask on ``batch`` slices.
