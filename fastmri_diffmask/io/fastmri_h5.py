@@ -119,7 +119,8 @@ def check_volume(path, kspace: np.ndarray, target: np.ndarray | None = None,
     drop_maps = "re-create or re-download the file, or delete that dataset and use --sens-maps espirit-bart"
     shape = tuple(kspace.shape)
     if kspace.ndim != 4 or not np.iscomplexobj(kspace):
-        raise UserError(f"{path}: kspace must be complex (slices, coils, rows, cols), got {kspace.dtype} {shape}; {fix}")
+        raise UserError(f"{path}: kspace must be a complex array (slices, coils, rows, cols) or (slices, rows, cols), "
+                        f"got {kspace.dtype} {shape}; {fix}")
     if 0 in shape:
         raise UserError(f"{path}: kspace has an empty dimension {shape}; {fix}")
     bad = _first_bad_slice(kspace)
