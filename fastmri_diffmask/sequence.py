@@ -2,7 +2,9 @@
 
 There is no standard "sequence table" file in ISMRMRD [1]_: the order of the acquisitions with
 their ``idx.kspace_encode_step_1/2`` counters and calibration flags *is* the table. This module
-writes that table as an ISMRMRD ``.h5`` template, a CSV or a JSON file, and reads templates back.
+writes that table as an ISMRMRD ``.h5`` template, a CSV or a JSON file, or (line masks) a Pulseq
+``.seq`` gradient-echo sequence with that phase-encode table (:mod:`fastmri_diffmask.pulseq`),
+and reads them back.
 
 Index convention (exactly as ISMRMRD's ``kspace_encode_step_1`` counts it)
     For a line mask of shape ``(W,)``: ``ky`` is the mask's column index in ``[0, W)``; the
@@ -46,7 +48,7 @@ from .masks.file import MaskFile, centre_slices, load_mask_file
 from .utils import atomic_path
 
 ORDERS = ("center-out", "linear", "importance")
-FORMATS = ("ismrmrd", "csv", "json")
+FORMATS = ("ismrmrd", "csv", "json", "pulseq")
 TABLE_FIELDS = ("order", "ky", "kz", "ky_from_centre", "kz_from_centre", "calibration")
 TABLE_DTYPE = np.dtype([(name, np.int64) for name in TABLE_FIELDS[:-1]] + [("calibration", np.bool_)])
 JSON_FORMAT = "fastmri-diffmask-sequence"
@@ -234,12 +236,14 @@ def write_table_json(path: str | Path, table: np.ndarray, meta: dict) -> Path:
 
 def export_sequence(mask_file: str | Path | MaskFile, out: str | Path, *, format: str = "ismrmrd",
                     order: str = "center-out", acceleration: float | None = None,
-                    readout: int | None = None, readout_oversampling: int = 2) -> np.ndarray:
+                    readout: int | None = None, readout_oversampling: int = 2,
+                    fov_mm: float = 256.0) -> np.ndarray:
     """Export a mask file as a sequence table / template; returns the table.
 
     ``acceleration`` picks a nested mask (``MaskFile.mask_at``); ``readout`` (samples per
     readout, encodedSpace x) defaults to the mask file's metadata ``rows`` when present, else
-    ``2 * ny`` (ny = ky size); reconSpace x = ``readout // readout_oversampling``.
+    ``2 * ny`` (ny = ky size); reconSpace x = ``readout // readout_oversampling``. ``fov_mm``
+    is the Pulseq sequence's square field of view (other formats carry no geometry).
     """
     if format not in FORMATS:
         raise UserError(f"format {format!r} is not one of {', '.join(FORMATS)}")
@@ -255,7 +259,12 @@ def export_sequence(mask_file: str | Path | MaskFile, out: str | Path, *, format
     if int(readout) < 1 or int(readout) > 65535 or int(readout_oversampling) < 1:
         raise UserError(f"--readout must be in [1, 65535] and the oversampling >= 1, got {readout}, "
                         f"{readout_oversampling}")
-    if format == "ismrmrd":
+    if format == "pulseq":
+        from .pulseq import write_pulseq
+
+        write_pulseq(out, table, mask.shape, mf.num_low_frequencies, r, int(readout),
+                     int(readout_oversampling), order, fov_mm=float(fov_mm))
+    elif format == "ismrmrd":
         write_ismrmrd_template(out, table, mask.shape, mf.num_low_frequencies, r, int(readout),
                                int(readout_oversampling), order)
     elif format == "csv":
@@ -296,7 +305,8 @@ def _read_json_template(path: Path) -> SequenceTemplate:
 
 
 def read_sequence_template(path: str | Path) -> SequenceTemplate:
-    """Read the sampling pattern back from an ISMRMRD template (or a JSON table).
+    """Read the sampling pattern back from an ISMRMRD template (or a JSON table, or a Pulseq
+    ``.seq`` file: :func:`fastmri_diffmask.pulseq.read_pulseq`).
 
     The mask comes from the acquisitions' ``kspace_encode_step_1/2`` (placed as
     :func:`~fastmri_diffmask.io.ismrmrd_raw.read_ismrmrd` does), ``num_low_frequencies`` from
@@ -307,6 +317,10 @@ def read_sequence_template(path: str | Path) -> SequenceTemplate:
     path = Path(path)
     if path.suffix.lower() == ".json":
         return _read_json_template(path)
+    if path.suffix.lower() == ".seq":
+        from .pulseq import read_pulseq
+
+        return read_pulseq(path)
     xml, records = raw.read_raw_records(path)
     enc = raw.parse_header(xml, str(path))
     if enc.trajectory.lower() != "cartesian":
