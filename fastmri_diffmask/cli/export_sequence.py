@@ -15,7 +15,7 @@ from ..sequence import FORMATS, ORDERS, export_sequence
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "export-sequence", help="export a mask file as a sequence table or ISMRMRD template",
+        "export-sequence", help="export a mask file as a sequence table, ISMRMRD template or Pulseq sequence",
         description="Export a mask file as a per-readout table (csv, json), an ISMRMRD .h5 "
                     "template or a Pulseq .seq gradient-echo sequence (line masks); "
                     "ky = kspace_encode_step_1 (Pulseq: LIN) in [0, W) with the centre at W // 2.",
