@@ -7,6 +7,7 @@ coil-combined image ``sum_c conj(S_c) ifft2c(k_c)`` that priors are trained on.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +21,12 @@ from .simulate import ifft2c_np
 
 
 class SliceData(NamedTuple):
-    """A stack of fully sampled slices. Tensors on CPU; ``kspace``/``sens_maps`` complex64."""
+    """A stack of fully sampled slices. Tensors on CPU; ``kspace``/``sens_maps`` complex64.
+
+    ``acquired`` holds each slice's acquired phase-encode column range ``(start, end)``
+    (half-open; fastMRI's ``padding_left``/``padding_right``, see
+    :func:`~fastmri_diffmask.masks.acquired.padding_from_header`); ``None`` means the full width.
+    """
 
     kspace: torch.Tensor        # (N, C, H, W)
     sens_maps: torch.Tensor     # (N, C, H, W)
@@ -28,6 +34,17 @@ class SliceData(NamedTuple):
     fnames: list[str]
     slice_nums: list[int]
     max_values: torch.Tensor    # (N,) the volume's attrs['max']
+    acquired: list[tuple[int, int]] | None = None  # per slice (start, end) columns; None: all W
+
+    @property
+    def acquired_range(self) -> tuple[int, int]:
+        """The column range acquired in *every* slice (the intersection of the per-slice ranges;
+        :func:`load_slices` says so in one line when they differ): ``(0, W)`` when unpadded."""
+        from .masks.acquired import common_range
+
+        if not self.acquired:
+            return 0, int(self.kspace.shape[-1])
+        return common_range(self.acquired)[0]
 
     @property
     def images(self) -> torch.Tensor:
@@ -37,7 +54,8 @@ class SliceData(NamedTuple):
     def subset(self, idx) -> "SliceData":
         idx = list(idx)
         return SliceData(self.kspace[idx], self.sens_maps[idx], self.target[idx],
-                         [self.fnames[i] for i in idx], [self.slice_nums[i] for i in idx], self.max_values[idx])
+                         [self.fnames[i] for i in idx], [self.slice_nums[i] for i in idx], self.max_values[idx],
+                         None if self.acquired is None else [self.acquired[i] for i in idx])
 
 
 def list_h5(root: str | Path, split: str | None = None) -> list[Path]:
@@ -65,8 +83,24 @@ def _num_slices_in(path: Path) -> int:
         raise UserError(f"{path} is not a readable fastMRI file (no 'kspace' dataset); re-create or re-download it") from None
 
 
+def acquired_range_of(path: str | Path) -> tuple[int, int]:
+    """One file's acquired phase-encode columns ``(padding_left, padding_right)``, from its
+    ``ismrmrd_header`` exactly as :class:`fastmri.data.SliceDataset` computes them (``(0, W)``
+    without header limits); reads no k-space data."""
+    from .masks.acquired import padding_from_header
+
+    try:
+        with h5py.File(path, "r") as f:
+            width = int(f["kspace"].shape[-1])
+            header = f["ismrmrd_header"][()] if "ismrmrd_header" in f else None
+    except (OSError, KeyError):
+        raise UserError(f"{path} is not a readable fastMRI file (no 'kspace' dataset); re-create or re-download it") from None
+    return padding_from_header(header, width, where=str(path))
+
+
 def read_volume(path: Path) -> dict:
-    """Read one fastMRI file's k-space, target, optional maps and attrs, validating them."""
+    """Read one fastMRI file's k-space, target, optional maps, attrs and acquired column range
+    (``"acquired"``, see :func:`acquired_range_of`), validating them."""
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -81,13 +115,18 @@ def read_volume(path: Path) -> dict:
         except (OSError, KeyError) as e:
             raise UserError(f"{path} is truncated or corrupt ({type(e).__name__}); re-create it") from None
         attrs = dict(f.attrs)
+        header = f["ismrmrd_header"][()] if "ismrmrd_header" in f else None
     if kspace.ndim == 3:  # single-coil (slices, H, W): one coil with unit map
         kspace = kspace[:, None]
         maps = np.ones_like(kspace)
     from .io.fastmri_h5 import check_volume
 
     check_volume(path, kspace, target, maps)  # shapes and NaN/Inf, before anything is computed or written
-    return {"kspace": kspace.astype(np.complex64), "target": target, "sens_maps": maps, "attrs": attrs}
+    from .masks.acquired import padding_from_header
+
+    acquired = padding_from_header(header, kspace.shape[-1], where=str(path))
+    return {"kspace": kspace.astype(np.complex64), "target": target, "sens_maps": maps, "attrs": attrs,
+            "acquired": acquired}
 
 
 def load_slices(root: str | Path, split: str | None = None, num_slices: int | None = None,
@@ -105,6 +144,12 @@ def load_slices(root: str | Path, split: str | None = None, num_slices: int | No
         With ``num_slices``: take that many slices evenly spaced over all slices of all files
         instead of the first ones (a training subset that covers the anatomy, not one end of the
         first volume).
+    Returns
+    -------
+    SliceData
+        With each slice's acquired column range in ``acquired`` (from the file's ISMRMRD header,
+        as fastMRI's ``padding_left``/``padding_right``). Mixed ranges are allowed: masks use their
+        intersection (:attr:`SliceData.acquired_range`) and one ``note:`` line on stderr says so.
     """
     files = list_h5(root, split)
     wanted = None
@@ -117,7 +162,7 @@ def load_slices(root: str | Path, split: str | None = None, num_slices: int | No
             keep = [any(s <= j < s + c for j in wanted) for s, c in zip(starts, counts)]
             files = [f for f, k in zip(files, keep) if k]
             starts = [int(s) for s, k in zip(starts, keep) if k]
-    ks, maps, targets, fnames, nums, maxes = [], [], [], [], [], []
+    ks, maps, targets, fnames, nums, maxes, acq = [], [], [], [], [], [], []
     for f_idx, path in enumerate(files):
         vol = read_volume(path)
         n = vol["kspace"].shape[0]
@@ -143,9 +188,16 @@ def load_slices(root: str | Path, split: str | None = None, num_slices: int | No
             targets.append(np.asarray(t, np.float32))
             fnames.append(path.name)
             nums.append(i)
+            acq.append(vol["acquired"])
             maxes.append(float(vol["attrs"].get("max", np.max(vol["target"]) if vol["target"] is not None else t.max())))
     shapes = {k.shape for k in ks}
     if len(shapes) > 1:
         raise UserError(f"slices in {root} have different shapes {sorted(shapes)}; use one matrix size per folder")
+    if len(set(acq)) > 1:  # masks use the columns acquired in every slice
+        from .masks.acquired import common_range
+
+        (a, b), _ = common_range(acq)
+        print(f"note: slices in {root} have different acquired column ranges {sorted(set(acq))}; "
+              f"masks use their intersection [{a}, {b})", file=sys.stderr)
     return SliceData(torch.from_numpy(np.stack(ks)), torch.from_numpy(np.stack(maps)),
-                     torch.from_numpy(np.stack(targets)), fnames, nums, torch.tensor(maxes))
+                     torch.from_numpy(np.stack(targets)), fnames, nums, torch.tensor(maxes), acq)

@@ -83,7 +83,7 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
-    from ..dataset import list_h5, read_volume
+    from ..dataset import acquired_range_of, list_h5, read_volume
     from ..masks.select import make_mask
     from ..metrics import score
     from ..recon.run import DIFFUSION_METHODS, METHODS, SENS_CHOICES, ReconSettings, reconstruct_slices, sens_maps_for, volume_seed
@@ -111,7 +111,8 @@ def run(args) -> int:
                       sens=args.sens_maps, seed=args.seed, device=args.device)
     plan = _check_files(files, args.num_slices)  # every file used is validated before anything is written
     masks = {p.name: make_mask(args.mask_type, shape[-2:], args.acceleration, args.num_low_frequencies,
-                               seed=volume_seed(p.name, args.seed), mask_file=args.learned_mask) for p, shape, _ in plan}
+                               seed=volume_seed(p.name, args.seed), mask_file=args.learned_mask,
+                               acquired=acquired_range_of(p)) for p, shape, _ in plan}
     if args.method in DIFFUSION_METHODS:
         from ..prior.weights import load_prior
 

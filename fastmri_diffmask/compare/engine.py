@@ -85,16 +85,18 @@ def learned_mask_path(cfg: StudyConfig, spec: MaskSpec, acceleration: float, out
         raise UserError(f"learning mask {spec.name!r} at R={acceleration:g} failed: {e}") from None
 
 
-def make_cell_mask(cfg: StudyConfig, cell: Cell, shape: tuple[int, int], out: Path, device="auto"):
+def make_cell_mask(cfg: StudyConfig, cell: Cell, shape: tuple[int, int], out: Path, device="auto", acquired=None):
     """The mask of a cell (shared by its methods): learned (from its file, learned first if
-    needed) or a baseline drawn with seed ``cfg.seed * 1000 + cell.seed``."""
+    needed) or a baseline drawn with seed ``cfg.seed * 1000 + cell.seed``; 0 outside the
+    ``acquired`` columns (the study slices' common range, fastMRI's padding)."""
     from ..masks.select import make_mask
 
     spec, r = cell.mask, cell.acceleration
     if spec.type == LEARNED:
-        return make_mask(LEARNED, shape, r, mask_file=learned_mask_path(cfg, spec, r, out, device))
+        return make_mask(LEARNED, shape, r, mask_file=learned_mask_path(cfg, spec, r, out, device), acquired=acquired)
     # line baselines stay valid comparators in point studies (they are 2D masks too)
-    return make_mask(spec.type, shape, r, study_nlf(cfg, r, shape), seed=cfg.seed * 1000 + cell.seed)
+    return make_mask(spec.type, shape, r, study_nlf(cfg, r, shape), seed=cfg.seed * 1000 + cell.seed,
+                     acquired=acquired)
 
 
 def study_nlf(cfg: StudyConfig, acceleration: float, shape: tuple[int, int]) -> int:
@@ -165,7 +167,7 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
     for cell in todo:
         key = (cell.acceleration, cell.mask.name, cell.seed)
         if key not in masks:
-            masks[key] = make_cell_mask(cfg, cell, shape, out, device)
+            masks[key] = make_cell_mask(cfg, cell, shape, out, device, acquired=data.acquired_range)
     prior = None
     if any(c.method.name in DIFFUSION_METHODS for c in todo):
         from ..prior.weights import load_prior

@@ -21,6 +21,14 @@ One entry, :func:`baseline_mask`, draws any of:
 Masks are float32 0/1: ``(W,)`` for line masks (broadcast over the readout rows), ``(H, W)`` for
 point masks. The centre uses fastMRI's placement: ``c`` lines starting at ``(W - c + 1) // 2``.
 
+Zero-padded k-space (``acquired``, fastMRI's ``(padding_left, padding_right)``; see
+:mod:`~fastmri_diffmask.masks.acquired`): every mask is 0 outside the acquired range and the
+centre must lie inside it. fastMRI's five are drawn over all ``W`` columns and then zeroed
+outside, exactly as ``VarNetDataTransform`` does; ours (``vd_random*``, Poisson disc) put their
+exact budget ``round(N_acquirable / R)`` inside the range. The reported acceleration counts
+acquirable entries (:attr:`BaselineMask.acceleration`); fastMRI's convention, all ``W`` columns,
+is :attr:`BaselineMask.acceleration_fastmri`.
+
 References
 ----------
 Zbontar J, et al. fastMRI: an open dataset and benchmarks for accelerated MRI. arXiv:1811.08839.
@@ -37,6 +45,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..errors import UserError
+from .acquired import acquirable, check_inside
 
 __all__ = [
     "BaselineMask",
@@ -63,15 +72,18 @@ class BaselineMask(NamedTuple):
 
     mask: np.ndarray  #: float32 0/1, ``(W,)`` or ``(H, W)``
     num_low_frequencies: int  #: width of the fully sampled centre (lines, or side of the square)
-    acceleration: float  #: exact achieved ``mask.size / mask.sum()``
+    acceleration: float  #: exact achieved ``N_acquirable / mask.sum()`` (``mask.size`` unpadded)
     mask_type: str
+    acceleration_fastmri: float | None = None  #: fastMRI's convention ``mask.size / mask.sum()``
 
 
-def acceleration_of(mask) -> float:
-    """Achieved acceleration ``mask.size / mask.sum()`` (``inf`` for an empty mask)."""
+def acceleration_of(mask, allowed=None) -> float:
+    """Achieved acceleration ``N / mask.sum()`` (``inf`` for an empty mask); ``N`` is
+    ``allowed.sum()`` (the acquirable entries) when given, else ``mask.size`` (fastMRI's)."""
     m = np.asarray(mask, dtype=np.float64)
     total = m.sum()
-    return float(m.size / total) if total > 0 else float("inf")
+    n = m.size if allowed is None else int(np.asarray(allowed, bool).sum())
+    return float(n / total) if total > 0 else float("inf")
 
 
 def _centre_slice(n: int, c: int) -> slice:
@@ -86,15 +98,17 @@ def centre_mask(shape: Sequence[int], num_low_frequencies: int) -> np.ndarray:
     return m
 
 
-def _draw_exact(density: np.ndarray, fixed: np.ndarray, budget: int, seed: int) -> np.ndarray:
-    """Add ``budget - fixed.sum()`` samples outside ``fixed``, without replacement, p ~ density."""
+def _draw_exact(density: np.ndarray, fixed: np.ndarray, budget: int, seed: int, allowed=None) -> np.ndarray:
+    """Add ``budget - fixed.sum()`` samples outside ``fixed`` and inside ``allowed`` (default
+    everywhere), without replacement, p ~ density."""
     mask = fixed.astype(np.float32).ravel()
-    p = np.where(mask > 0, 0.0, np.maximum(density.ravel(), 0.0))
+    allowed = np.ones(mask.size, bool) if allowed is None else np.asarray(allowed, bool).ravel()
+    p = np.where((mask > 0) | ~allowed, 0.0, np.maximum(density.ravel(), 0.0))
     need = budget - int(mask.sum())
     if need > 0:
         avail = np.count_nonzero(p)
         if avail < need:  # density is zero on too many samples: fill the rest uniformly
-            p = np.where(mask > 0, 0.0, p + 1e-12 * p.max() + 1e-30)
+            p = np.where((mask > 0) | ~allowed, 0.0, p + 1e-12 * p.max() + 1e-30)
         rng = np.random.default_rng(seed)
         mask[rng.choice(mask.size, size=need, replace=False, p=p / p.sum())] = 1
     return mask.reshape(fixed.shape)
@@ -109,21 +123,24 @@ def vd_density(shape: Sequence[int], power: float = 2.0) -> np.ndarray:
 
 
 def vd_random_mask(
-    num_cols: int, budget: int, num_low_frequencies: int, power: float = 2.0, seed: int = 0
+    num_cols: int, budget: int, num_low_frequencies: int, power: float = 2.0, seed: int = 0, allowed=None
 ) -> np.ndarray:
     """1D variable-density random line mask with exactly ``budget`` lines.
 
-    Density ``(1 - |k|)^power`` outside the centre, with ``k = (j - W/2) / (W/2)`` for column ``j``.
+    Density ``(1 - |k|)^power`` outside the centre, with ``k = (j - W/2) / (W/2)`` for column ``j``;
+    lines only where ``allowed`` (bool ``(W,)``, default all).
     """
-    return _draw_exact(vd_density((num_cols,), power), centre_mask((num_cols,), num_low_frequencies), budget, seed)
+    return _draw_exact(vd_density((num_cols,), power), centre_mask((num_cols,), num_low_frequencies), budget, seed,
+                       allowed)
 
 
 def vd_random_mask_2d(
-    shape: Sequence[int], budget: int, num_low_frequencies: int, power: float = 2.0, seed: int = 0
+    shape: Sequence[int], budget: int, num_low_frequencies: int, power: float = 2.0, seed: int = 0, allowed=None
 ) -> np.ndarray:
-    """2D variable-density random point mask with exactly ``budget`` points (density ``(1 - r)^power``)."""
+    """2D variable-density random point mask with exactly ``budget`` points (density ``(1 - r)^power``;
+    points only where ``allowed``, bool ``(H, W)``, default all)."""
     h, w = shape
-    return _draw_exact(vd_density((h, w), power), centre_mask((h, w), num_low_frequencies), budget, seed)
+    return _draw_exact(vd_density((h, w), power), centre_mask((h, w), num_low_frequencies), budget, seed, allowed)
 
 
 def _sigpy_draw(shape, slope: float, c: int, seed: int) -> np.ndarray:
@@ -165,6 +182,7 @@ def poisson_mask(
     seed: int = 0,
     rtol: float = 0.005,
     max_evals: int | None = None,
+    allowed=None,
 ) -> np.ndarray:
     """Poisson-disc point mask with a point count as close to ``budget`` as found.
 
@@ -174,17 +192,19 @@ def poisson_mask(
     128^2), searched over its acceleration. Each draw keeps the ``c x c`` centre. The search
     (secant steps, then regula falsi inside the bracket) stops when the count is within
     ``rtol * budget`` or after ``max_evals`` draws (default 16 sigpy, 5 BART: ``bart poisson``
-    takes ~1 s at 128^2 and ~20 s at 320^2); the draw closest to ``budget`` is returned.
+    takes ~1 s at 128^2 and ~20 s at 320^2); the draw closest to ``budget`` is returned. Points
+    outside ``allowed`` (bool ``(H, W)``, the acquired range) are dropped before counting.
     """
     h, w = (int(d) for d in shape)
     c = num_low_frequencies
     centre = centre_mask((h, w), c)
+    keep = np.ones((h, w), np.float32) if allowed is None else np.asarray(allowed, np.float32)
     if generator == "sigpy":
-        draw = lambda x: np.maximum(_sigpy_draw((h, w), x, c, seed), centre)  # noqa: E731
+        draw = lambda x: np.maximum(_sigpy_draw((h, w), x, c, seed), centre) * keep  # noqa: E731
         x, floor, max_evals = float(max(h, w)) / 4, 0.0, max_evals or 16
     elif generator == "bart":
-        draw = lambda x: np.maximum(_bart_draw((h, w), x, c, seed), centre)  # noqa: E731
-        x, floor, max_evals = h * w / budget, 1.0, max_evals or 5
+        draw = lambda x: np.maximum(_bart_draw((h, w), x, c, seed), centre) * keep  # noqa: E731
+        x, floor, max_evals = keep.sum() / budget, 1.0, max_evals or 5
     else:
         raise UserError(f"unknown Poisson generator {generator!r}; use 'sigpy' or 'bart'")
     lo = hi = None  # (parameter, count) with count(lo) > budget > count(hi); count falls as x grows
@@ -248,6 +268,7 @@ def baseline_mask(
     center_fraction: float | None = None,
     seed: int = 0,
     power: float = 2.0,
+    acquired=None,
 ) -> BaselineMask:
     """Draw a baseline mask.
 
@@ -267,12 +288,18 @@ def baseline_mask(
         Seed; the same seed gives the same mask (fastMRI's masks are seeded per call).
     power : float
         Exponent of the variable-density masks' density.
+    acquired : optional
+        The acquired range (fastMRI's ``(padding_left, padding_right)`` columns, or any form
+        :func:`~fastmri_diffmask.masks.acquired.acquirable` takes; line masks use its columns):
+        the mask is 0 outside, the centre must lie inside, and ``N`` above counts acquirable
+        entries. Default: the full grid.
 
     Returns
     -------
     BaselineMask
-        ``(mask, num_low_frequencies, acceleration, mask_type)`` with the exact achieved
-        acceleration ``mask.size / mask.sum()``.
+        ``(mask, num_low_frequencies, acceleration, mask_type, acceleration_fastmri)`` with the
+        exact achieved acceleration over the acquirable entries, ``N_acquirable / mask.sum()``,
+        and fastMRI's ``mask.size / mask.sum()``.
     """
     if mask_type not in MASK_TYPES:
         raise UserError(f"unknown mask type {mask_type!r}; use one of {', '.join(MASK_TYPES)}")
@@ -291,26 +318,39 @@ def baseline_mask(
         raise UserError(f"acceleration must be > 1, got {acceleration}")
     h, w = (dims[-2] if len(dims) > 1 else 1), dims[-1]
     c = _resolve_centre(w, acceleration, num_low_frequencies, center_fraction)
-    n_total = h * w if point else w
-    budget = round(n_total / acceleration)
+    allowed = _allowed((h, w) if point else (w,), acquired)
+    budget = round(int(allowed.sum()) / acceleration)
     centre_count = c * c if point else c
     if point and c > h:
         raise UserError(f"num_low_frequencies={c} exceeds H={h}; pass a smaller centre")
+    check_inside(centre_mask(allowed.shape, c) > 0, allowed)
     if centre_count > budget or budget < 1:
         raise UserError(
             f"acceleration {acceleration:g} leaves {budget} samples but the centre alone takes {centre_count}; "
             "lower the acceleration or num_low_frequencies"
         )
     if mask_type in FASTMRI_MASK_TYPES:
-        if centre_count >= budget:  # fastMRI's *_fraction masks divide by (budget - centre)
+        if centre_count >= round(w / acceleration):  # fastMRI's *_fraction masks divide by (W / R - centre)
             raise UserError(f"fastMRI's {mask_type} mask needs more lines than its centre: R={acceleration:g} leaves "
                             f"{budget} for a centre of {centre_count}; lower the acceleration or num_low_frequencies")
         mask, c = _fastmri_mask(mask_type, w, h, acceleration, c, seed)
+        mask = mask * allowed  # as VarNetDataTransform zeroes fastMRI's masks outside the padding
     elif mask_type == "vd_random":
-        mask = vd_random_mask(w, budget, c, power=power, seed=seed)
+        mask = vd_random_mask(w, budget, c, power=power, seed=seed, allowed=allowed)
     elif mask_type == "vd_random_2d":
-        mask = vd_random_mask_2d((h, w), budget, c, power=power, seed=seed)
+        mask = vd_random_mask_2d((h, w), budget, c, power=power, seed=seed, allowed=allowed)
     else:
-        mask = poisson_mask((h, w), budget, c, generator=mask_type.split("_")[1], seed=seed)
+        mask = poisson_mask((h, w), budget, c, generator=mask_type.split("_")[1], seed=seed, allowed=allowed)
     mask = np.ascontiguousarray(mask, dtype=np.float32)
-    return BaselineMask(mask, int(c), acceleration_of(mask), mask_type)
+    return BaselineMask(mask, int(c), acceleration_of(mask, allowed), mask_type, acceleration_of(mask))
+
+
+def _allowed(grid: tuple[int, ...], acquired) -> np.ndarray:
+    """The acquirable entries of a ``(W,)`` line or ``(H, W)`` point grid; a line mask takes the
+    columns of a ky-kz rectangle or of an ``(H, W)`` boolean grid."""
+    if len(grid) == 1 and acquired is not None:
+        if hasattr(acquired, "shape") and np.ndim(acquired) == 2:
+            acquired = np.asarray(acquired).any(axis=0)
+        elif not hasattr(acquired, "shape") and len(acquired) == 2 and np.ndim(acquired[0]) == 1:
+            acquired = tuple(acquired[1])
+    return acquirable(grid, acquired)

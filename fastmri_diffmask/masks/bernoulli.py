@@ -6,10 +6,14 @@ or per ky-kz point (``kind="point"``, shape ``(H, W)``). Entries split into thre
 * *fixed* - always sampled: the contiguous fully sampled centre of ``num_low_frequencies``
   (fastMRI's placement, start ``(N - c + 1) // 2``; a ``c x c`` square for point masks), plus, for
   nested masks, the samples of a coarser mask;
-* *excluded* - never sampled: the corners outside the inscribed ellipse when ``corner_cut``;
+* *excluded* - never sampled: the entries outside the ``acquired`` range (zero-filled k-space,
+  fastMRI's padding; see :mod:`~fastmri_diffmask.masks.acquired`) and the corners outside the
+  inscribed ellipse when ``corner_cut``;
 * *free* - the rest, with probabilities ``p = sigmoid(w)`` renormalised to the budget.
 
-The budget is ``round(N / R)`` samples in total (``N`` the number of entries, corners included).
+The budget is ``round(N / R)`` samples in total, ``N`` the number of *acquirable* entries (all
+entries without an ``acquired`` range; cut corners included). fastMRI's own masks count all
+``W`` columns instead; a mask file records which convention (``budget_convention``).
 With ``n_fixed`` fixed and ``n_free`` free entries the target mean of the free probabilities is
 ``s = (round(N / R) - n_fixed) / n_free`` and LOUPE's renormalisation (Bahadir et al. 2020, as in
 Ravula et al. 2023) maps ``mu = mean(p)`` onto it:
@@ -41,6 +45,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from .acquired import acquirable, acquired_record, check_inside
 from .file import MaskFile, centre_slices
 from .walk import hilbert_order
 
@@ -65,7 +70,8 @@ def centre_distance(shape: Sequence[int]) -> np.ndarray:
 
 
 def budget_of(num_entries: int, acceleration: float) -> int:
-    """``round(N / R)``: the number of samples a mask at acceleration ``R`` holds (centre included)."""
+    """``round(N / R)``: the number of samples a mask at acceleration ``R`` holds (centre included);
+    ``N`` the acquirable entries (this package's convention; fastMRI's counts all ``W`` columns)."""
     return int(round(num_entries / acceleration))
 
 
@@ -77,7 +83,8 @@ class BernoulliMask(nn.Module):
     shape : int or (H, W)
         ``W`` for a line mask, ``(H, W)`` for a point mask.
     acceleration : float
-        Target R > 1; the budget is ``round(N / R)`` samples, centre included.
+        Target R > 1; the budget is ``round(N / R)`` samples, centre included (``N`` acquirable
+        entries, see ``acquired``).
     num_low_frequencies : int
         Width of the fully sampled contiguous centre (side of the square for point masks).
     kind : "line" | "point"
@@ -87,10 +94,16 @@ class BernoulliMask(nn.Module):
         Extra always-sampled entries (nested masks: the samples of the coarser mask).
     logits : tensor, optional
         Initial logits (default 0, i.e. ``p = 1/2`` before renormalisation).
+    acquired : (start, end), ((r0, r1), (start, end)) or bool array, optional
+        The acquired part of k-space (fastMRI's ``(padding_left, padding_right)`` columns; see
+        :mod:`~fastmri_diffmask.masks.acquired`). Entries outside are excluded (never sampled by
+        any method) and the budget counts acquirable entries only, ``round(N_acquirable / R)``.
+        The fixed centre keeps fastMRI's placement in the full grid and must lie inside
+        (:class:`UserError` otherwise). Default: everything acquirable.
     """
 
     def __init__(self, shape, acceleration: float, num_low_frequencies: int, kind: str = "line",
-                 corner_cut: bool = False, fixed=None, logits: torch.Tensor | None = None):
+                 corner_cut: bool = False, fixed=None, logits: torch.Tensor | None = None, acquired=None):
         super().__init__()
         if kind not in KINDS:
             raise UserError(f"unknown mask kind {kind!r}; use 'line' or 'point'")
@@ -114,13 +127,15 @@ class BernoulliMask(nn.Module):
             if extra.shape != shape:
                 raise UserError(f"fixed samples shape {extra.shape} does not match the mask shape {shape}")
             fixed_np |= extra > 0.5
-        excluded = np.zeros(shape, bool)
+        what = "the centre" if fixed is None else "the centre and fixed samples"
+        allowed = acquirable(shape, acquired)
+        check_inside(fixed_np, allowed, what)
+        excluded = ~allowed
         if corner_cut:
-            excluded = (centre_distance(shape) > 1.0) & ~fixed_np
-        n = int(np.prod(shape))
+            excluded |= (centre_distance(shape) > 1.0) & ~fixed_np
+        n = int(allowed.sum())
         budget = budget_of(n, acceleration)
         n_fixed, n_free = int(fixed_np.sum()), int((~fixed_np & ~excluded).sum())
-        what = "the centre" if fixed is None else "the centre and fixed samples"
         if budget < 1:
             raise UserError(f"acceleration {acceleration:g} leaves no samples of {n}; lower the acceleration")
         if n_fixed > budget:
@@ -131,7 +146,8 @@ class BernoulliMask(nn.Module):
                             f"{n_free} are available; raise the acceleration or drop the corner cut")
         self.kind, self.shape, self.acceleration = kind, shape, acceleration
         self.num_low_frequencies, self.corner_cut = c, bool(corner_cut)
-        self.budget, self.num_fixed, self.num_free = budget, n_fixed, n_free
+        self.budget, self.num_fixed, self.num_free, self.num_acquirable = budget, n_fixed, n_free, n
+        self.register_buffer("acquirable", torch.from_numpy(allowed), persistent=False)
         self.register_buffer("fixed", torch.from_numpy(fixed_np))
         self.register_buffer("excluded", torch.from_numpy(excluded))
         self.register_buffer("free", torch.from_numpy(~fixed_np & ~excluded))
@@ -312,12 +328,19 @@ class BernoulliMask(nn.Module):
                      metadata: dict | None = None) -> MaskFile:
         """A :class:`~fastmri_diffmask.masks.file.MaskFile` with the binary mask (``mask`` or
         ``binarize(method)``), renormalised probabilities and raw logits (fixed entries +inf,
-        excluded -inf)."""
+        excluded -inf); its metadata records the acquired range (``acquired``, ``num_acquirable``)
+        and ``budget_convention: "acquirable"``. A given ``mask`` sampling an excluded entry raises
+        :class:`UserError`."""
         binary = self.binarize(method) if mask is None else torch.as_tensor(mask, dtype=torch.float32)
+        if bool((binary.cpu()[self.excluded.cpu()] > 0.5).any()):
+            raise UserError("the mask samples entries outside the acquired range (or cut corners); "
+                            "export it from this BernoulliMask")
         logits = self.logits.detach().cpu().clone()
         logits[self.fixed.cpu()] = float("inf")
         logits[self.excluded.cpu()] = -float("inf")
-        meta = {"export": method if mask is None else "given", "corner_cut": self.corner_cut, **(metadata or {})}
+        meta = {"export": method if mask is None else "given", "corner_cut": self.corner_cut,
+                "acquired": acquired_record(self.acquirable.cpu().numpy()), "num_acquirable": self.num_acquirable,
+                "budget_convention": "acquirable", **(metadata or {})}
         return MaskFile(mask=binary.numpy().astype(np.float32),
                         probabilities=self.probabilities().detach().cpu().numpy().astype(np.float32),
                         logits=logits.numpy(), kind=self.kind, acceleration=self.acceleration,

@@ -47,6 +47,15 @@ If the data's width (and, for point masks, height) differs from the file's, with
 ``on_width_mismatch="refuse"`` raises a one-line :class:`~fastmri_diffmask.errors.UserError`.
 In every case the centre is kept whole, even where it alone exceeds the budget.
 
+Zero-padded k-space
+-------------------
+fastMRI's transforms zero every mask outside ``[padding_left, padding_right)`` after drawing it
+(``MaskFunc`` never sees the padding). A file learned on padded data records its acquired range
+(``acquired`` metadata) and is 0 outside it; on a grid of the file's shape that range is used.
+``acquired=(padding_left, padding_right)`` gives the range of the data served instead (needed on
+a resampled grid, or for data padded unlike the training data): no sample is placed outside it,
+the budget counts acquirable entries, ``round(N_acquirable / R)``, and the centre must lie inside.
+
 Acceleration
 ------------
 fastMRI passes ``accelerations`` to every mask type. A requested acceleration that differs from
@@ -69,6 +78,8 @@ from fastmri.data import subsample as _subsample
 from fastmri.data.subsample import MaskFunc
 
 from ..errors import UserError
+from .acquired import acquirable, check_inside
+from .conditional import _EXACT_SAMPLING_LIMIT, _conditional_bernoulli  # noqa: F401 (re-exported)
 from .file import MaskFile, centre_slices, load_mask_file
 
 __all__ = [
@@ -101,16 +112,14 @@ _FASTMRI_FACTORY = getattr(
     _subsample.create_mask_for_mask_type, "fastmri_original", _subsample.create_mask_for_mask_type
 )
 
-# Exact conditional Bernoulli sampling keeps an (N, k+1) float64 table; above this many
-# entries (32 MB) sampled mode falls back to weighted sampling without replacement.
-_EXACT_SAMPLING_LIMIT = 4_000_000
 
 
 class _Plan:
     """What a call needs for one (grid, acceleration): centre, scores, budget (cached)."""
 
-    def __init__(self, centre, fixed, probabilities, num_outer, num_low_frequencies):
+    def __init__(self, centre, fixed, probabilities, num_outer, num_low_frequencies, allowed):
         self.centre = centre  # bool, grid shape
+        self.allowed = allowed  # bool, grid shape: inside the acquired range
         self.fixed = fixed  # bool, outer samples of the fixed mask (centre excluded)
         self.probabilities = probabilities  # float64, grid shape (centre entries unused)
         self.num_outer = num_outer  # samples to draw outside the centre
@@ -142,6 +151,10 @@ class LearnedDiffusionMaskFunc(MaskFunc):
         What to do when the data grid differs from the file's (see the module docstring).
     kind : {"line", "point"}, optional
         Require this mask kind; ``None`` accepts both.
+    acquired : optional
+        The acquired range of the data served, e.g. ``(padding_left, padding_right)`` (any form
+        :func:`~fastmri_diffmask.masks.acquired.acquirable` takes); default the file's own range
+        on its grid, the full grid otherwise (see "Zero-padded k-space" in the module docstring).
 
     Notes
     -----
@@ -159,6 +172,7 @@ class LearnedDiffusionMaskFunc(MaskFunc):
         seed: Optional[int] = None,
         on_width_mismatch: str = "resample",
         kind: Optional[str] = None,
+        acquired=None,
     ):
         if isinstance(mask_file, MaskFile):
             mf, source = mask_file, "mask"
@@ -189,6 +203,7 @@ class LearnedDiffusionMaskFunc(MaskFunc):
         self.source = source
         self.mode = mode
         self.on_width_mismatch = on_width_mismatch
+        self.acquired = acquired
         self._plans: dict = {}
 
     # ------------------------------------------------------------------ fastMRI override point
@@ -211,7 +226,7 @@ class LearnedDiffusionMaskFunc(MaskFunc):
             outer = plan.fixed
         else:
             outer = np.zeros(plan.centre.size, bool)
-            free = ~plan.centre.ravel()
+            free = ~plan.centre.ravel() & plan.allowed.ravel()
             outer[free] = _conditional_bernoulli(plan.probabilities.ravel()[free], plan.num_outer, self.rng)
             outer = outer.reshape(grid)
         return (
@@ -267,17 +282,21 @@ class LearnedDiffusionMaskFunc(MaskFunc):
         centre = np.zeros(grid, bool)
         if nlf[0]:
             centre[tuple(centre_slices((n,), c)[0] for n, c in zip(grid, nlf))] = True
-        size = int(np.prod(grid))
-        if grid == mf.shape and same_r:
-            total = mf.num_sampled
+        if self.acquired is not None:
+            allowed = acquirable(grid, self.acquired)
         else:
-            total = int(round(size / acceleration))
+            allowed = mf.acquirable if grid == mf.shape else np.ones(grid, bool)
+        check_inside(centre, allowed, f"the centre of {self.source}")
+        as_file = grid == mf.shape and same_r and np.array_equal(allowed, mf.acquirable)
+        size = int(allowed.sum())
+        total = mf.num_sampled if as_file else int(round(size / acceleration))
         num_outer = int(np.clip(total - centre.sum(), 0, size - centre.sum()))
-        if grid == mf.shape and same_r:
+        if as_file:
             fixed = (mf.mask > 0) & ~centre
         else:
-            fixed = _top_k(score, centre, num_outer)
-        return _Plan(centre, fixed, np.clip(probs, 0.0, 1.0), num_outer, int(nlf[-1]))
+            fixed = _top_k(score, centre | ~allowed, num_outer)
+        probs = np.where(allowed, np.clip(probs, 0.0, 1.0), 0.0)
+        return _Plan(centre, fixed, probs, num_outer, int(nlf[-1]), allowed)
 
     def __repr__(self) -> str:
         mf = self.mask_file
@@ -300,7 +319,8 @@ def _resample(values: np.ndarray, grid: tuple[int, ...]) -> np.ndarray:
 
 
 def _top_k(score: np.ndarray, centre: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` highest-scoring samples outside ``centre``; ties go towards the centre."""
+    """The ``k`` highest-scoring samples outside ``centre`` (the blocked entries: centre and
+    padding); ties go towards the centre."""
     grid = score.shape
     idx = np.indices(grid).reshape(len(grid), -1)
     dist = sum((i - n // 2) ** 2 for i, n in zip(idx, grid))
@@ -310,59 +330,6 @@ def _top_k(score: np.ndarray, centre: np.ndarray, k: int) -> np.ndarray:
     out = np.zeros(score.size, bool)
     out[order[:k]] = True
     return out.reshape(grid)
-
-
-def _conditional_bernoulli(p: np.ndarray, k: int, rng: np.random.RandomState) -> np.ndarray:
-    """Draw ``B_i ~ Bernoulli(p_i)`` independently, conditioned on ``sum B = k``.
-
-    Sequential exact algorithm: with ``f_i(r) = P(sum_{j >= i} B_j = r)`` (computed backwards,
-    rows rescaled against underflow), include ``i`` with probability
-    ``p_i f_{i+1}(r - 1) / f_i(r)`` where ``r`` is the number still to draw. Consumes exactly
-    ``len(p)`` uniforms from ``rng``. When the table would be too large or the condition has
-    (numerically) zero probability, falls back to weighted sampling without replacement
-    (Efraimidis-Spirakis keys) proportional to ``p`` (zero-probability samples last).
-    """
-    p = np.clip(np.asarray(p, np.float64), 0.0, 1.0)
-    n = p.size
-    k = int(min(max(k, 0), n))
-    u = rng.random_sample(n)
-    out = np.zeros(n, bool)
-    if k == 0:
-        return out
-    if k == n:
-        out[:] = True
-        return out
-    if n * (k + 1) <= _EXACT_SAMPLING_LIMIT:
-        f = np.zeros((n + 1, k + 1))
-        scale = np.ones(n + 1)  # row i of f is f_i times prod(scale[i:n]); only ratios are used
-        f[n, 0] = 1.0
-        feasible = True
-        for i in range(n - 1, -1, -1):
-            row = (1.0 - p[i]) * f[i + 1]
-            row[1:] += p[i] * f[i + 1, :-1]
-            m = row.max()
-            if not m > 0:
-                feasible = False
-                break
-            scale[i] = 1.0 / m
-            f[i] = row * scale[i]
-        if feasible and f[0, k] > 0:
-            r = k
-            for i in range(n):
-                if r == 0:
-                    break
-                # f_true ratio f_{i+1}(r-1) / f_i(r) = f[i+1, r-1] / f[i, r] * scale[i]
-                q = p[i] * f[i + 1, r - 1] * scale[i] / f[i, r]
-                if u[i] < q:
-                    out[i] = True
-                    r -= 1
-            if r == 0:
-                return out
-            out[:] = False
-    w = p + 1e-12
-    keys = np.log(np.maximum(u, 1e-300)) / w
-    out[np.argsort(-keys, kind="stable")[:k]] = True
-    return out
 
 
 # ---------------------------------------------------------------------- factory and discovery

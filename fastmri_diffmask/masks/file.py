@@ -19,7 +19,12 @@ metadata (safetensors' string map, one key ``"fastmri_diffmask"`` holding JSON)
     contiguous fully sampled centre; a square of that side for point masks), ``num_sampled``,
     ``prior`` ({"id", "sha256"}), ``data`` (an id of the training data), ``seed``,
     ``objective`` (dict of the learning settings), ``steps``, ``version_info`` (package + git),
-    ``nested_accelerations`` (optional list), ``created`` (ISO time).
+    ``nested_accelerations`` (optional list), ``created`` (ISO time), ``acquired`` (the
+    acquired part of k-space the mask was learned for: ``null`` for the full grid, else
+    ``{"columns": [padding_left, padding_right]}``, optionally with ``"rows"``, or ``{"runs": ...}``;
+    see :func:`~fastmri_diffmask.masks.acquired.acquired_record`; the mask is 0 outside it),
+    ``num_acquirable`` and ``budget_convention`` (``"acquirable"``: the budget is
+    ``round(N_acquirable / R)`` samples; fastMRI's masks count all ``W`` columns instead).
 
 ``load_mask_file`` validates all of it and raises :class:`~fastmri_diffmask.errors.UserError`
 with one line on anything wrong.
@@ -66,11 +71,29 @@ class MaskFile:
         return int(self.mask.sum())
 
     @property
+    def acquirable(self) -> np.ndarray:
+        """Boolean grid of the entries inside the acquired range (metadata ``acquired``; all
+        ``True`` when absent)."""
+        from .acquired import acquirable_from_record
+
+        return acquirable_from_record(self.mask.shape, self.metadata.get("acquired"))
+
+    @property
     def achieved_acceleration(self) -> float:
-        return self.mask.size / self.mask.sum()
+        """``N_acquirable / num_sampled``: this package's convention, over the acquirable entries
+        only (the columns inside ``[padding_left, padding_right)``); equals
+        :attr:`achieved_acceleration_fastmri` when nothing is padded."""
+        return float(self.acquirable.sum() / self.mask.sum())
+
+    @property
+    def achieved_acceleration_fastmri(self) -> float:
+        """``N / num_sampled`` over all entries: fastMRI's convention (its masks count all ``W``
+        columns, padding included)."""
+        return float(self.mask.size / self.mask.sum())
 
     def mask_at(self, acceleration: float) -> np.ndarray:
-        """The nested mask at another acceleration (needs ``order``)."""
+        """The nested mask at another acceleration (needs ``order``): the first
+        ``round(N_acquirable / R)`` acquirable entries of the ordering."""
         if abs(acceleration - self.acceleration) < 1e-9:
             return self.mask
         if self.order is None:
@@ -78,11 +101,13 @@ class MaskFile:
                 f"mask file was learned at R={self.acceleration:g}, not R={acceleration:g}, and "
                 "holds no nested ordering; learn a mask at that acceleration"
             )
-        n = int(round(self.mask.size / acceleration))
-        if n > self.order.size or n < 1:
+        allowed = self.acquirable.ravel()
+        order = self.order[allowed[self.order]]
+        n = int(round(allowed.sum() / acceleration))
+        if n > order.size or n < 1:
             raise UserError(f"acceleration {acceleration:g} is outside the nested ordering")
         flat = np.zeros(self.mask.size, np.float32)
-        flat[self.order[:n]] = 1
+        flat[order[:n]] = 1
         return flat.reshape(self.mask.shape)
 
 
@@ -196,5 +221,8 @@ def _validate(mf: MaskFile, where: str) -> None:
         raise UserError(f"{where}: num_low_frequencies {mf.num_low_frequencies} does not fit shape {mf.mask.shape}")
     if mf.num_low_frequencies and not np.all(mf.mask[centre_slices(mf.mask.shape, mf.num_low_frequencies)] == 1):
         raise UserError(f"{where}: the centre of {mf.num_low_frequencies} is not fully sampled; the file is corrupt")
+    if np.any(mf.mask[~mf.acquirable] > 0):
+        raise UserError(f"{where}: the mask samples entries outside its acquired range {mf.metadata.get('acquired')}; "
+                        "the file is corrupt")
     if mf.order is not None and (mf.order.ndim != 1 or mf.order.min() < 0 or mf.order.max() >= mf.mask.size):
         raise UserError(f"{where}: nested ordering indexes outside the mask; the file is corrupt")
