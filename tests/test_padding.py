@@ -315,3 +315,20 @@ def test_compare_masks_keep_to_the_study_slices_acquired_columns(padded, tmp_pat
         _assert_no_padded_samples(mask)
         rows = json.loads(cell.with_suffix(".json").read_text())["rows"]
         assert rows[0]["achieved_acceleration"] == pytest.approx(N_ACQ / mask[0].sum(), abs=1e-3)
+
+
+def test_fastmris_varnet_transform_with_a_padded_learned_mask(padded, tmp_path):
+    """fastMRI's own SliceDataset + VarNetDataTransform: the learned mask loses nothing to
+    fastMRI's zeroing outside the padding, so the sample holds exactly the budget."""
+    from fastmri.data import SliceDataset
+    from fastmri.data.transforms import VarNetDataTransform
+
+    root, _ = padded
+    path = save_mask_file(tmp_path / "m.safetensors", _tempting_line_mask().to_mask_file("quantile"))
+    for mode in ("fixed", "sampled"):
+        ds = SliceDataset(root / "val", challenge="multicoil",
+                          transform=VarNetDataTransform(LearnedDiffusionMaskFunc(path, mode=mode, seed=0)))
+        for sample in ds:
+            cols = sample.mask.numpy().reshape(-1)
+            assert cols.sum() == 36
+            _assert_no_padded_samples(cols)
