@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from ..learn.api import LearnMaskOptions
+from ..learn.api import OPTIMIZERS, LearnMaskOptions
 from ..learn.loop import EXPORTS, SAMPLINGS, SELECTS
 from ..learn.objective import OBJECTIVES, RECON_INITS
 from .main import add_device_argument
@@ -51,6 +51,15 @@ def register(sub) -> None:
                    help="--objective dds: start from the zero-filled image + noise, or noise alone")
     g.add_argument("--denoiser-grad", action="store_true", help="--objective dds: backpropagate through the denoiser too")
     o = p.add_argument_group("optimisation")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, default=_D.optimizer,
+                   help="adam: Bernoulli logits + export (default); greedy: additions by the loss gradient w.r.t. "
+                        "the mask (paper follow-up); greedy-search: additions scored by DDS (slow reference)")
+    o.add_argument("--greedy-top-k", type=int, default=_D.greedy_top_k, help="greedy: farthest of the top-k gradients")
+    o.add_argument("--greedy-adds-per-step", type=int, default=_D.greedy_adds_per_step,
+                   help="greedy: additions per gradient evaluation")
+    o.add_argument("--search-candidates", type=int, default=_D.search_candidates,
+                   help="greedy-search: candidates scored per addition")
+    o.add_argument("--search-slices", type=int, default=_D.search_slices, help="greedy-search: training slices scored")
     o.add_argument("--steps", type=int, default=_D.steps,
                    help="Adam iterations; 0 = no learning: export the starting density (the baseline to beat)")
     o.add_argument("--epochs", type=int, default=_D.epochs, help="overrides --steps")

@@ -5,7 +5,7 @@
 on the ``train`` split through the Tweedie objective (:mod:`fastmri_diffmask.learn.tweedie`),
 validates on the ``val`` split, and writes a mask file (:mod:`fastmri_diffmask.masks.file`) with
 its provenance plus a PNG of the learned probabilities and mask next to it (:func:`preview_path`).
-Its options are the fields of :class:`LearnMaskOptions`, named like the ``learn-mask`` flags.
+Its options are the fields of :class:`~.options.LearnMaskOptions`, named like the ``learn-mask`` flags.
 Bad input raises a one-line :class:`~fastmri_diffmask.errors.UserError`, before any output.
 
 The CLI parser takes its flags' defaults from :class:`LearnMaskOptions` and the study-config
@@ -14,288 +14,24 @@ checks its names (:data:`OPTION_NAMES`); this module never imports the CLI.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from ..errors import UserError
-from .loop import (EXPORTS, SAMPLINGS, SELECTS, LearnConfig, default_num_low_frequencies, export_mask, learn_mask,
-                   learn_nested)
+from .loop import LearnConfig, default_num_low_frequencies, export_mask, learn_mask, learn_nested
 from .objective import ObjectiveConfig
-
-KINDS = ("line", "point")
-_OBJECTIVE, _LOOP = ObjectiveConfig(), LearnConfig()  # the options' defaults are the loop's
-
-
-@dataclasses.dataclass(frozen=True)
-class LearnMaskOptions:
-    """Settings of one mask-learning run, besides data, prior, kind, acceleration, output and device.
-
-    Each field is the ``learn-mask`` flag of the same name (``--sigma-mean`` is ``sigma_mean``);
-    the defaults are the flags' defaults, and those of
-    :class:`~fastmri_diffmask.learn.tweedie.ObjectiveConfig` and :class:`~fastmri_diffmask.learn.loop.LearnConfig`
-    except those chosen on the validation split (``benchmarks/ablate_mask_learning.py``,
-    ``benchmarks/judge_study.py``, BENCHMARKS.md): the cheap objective (b) (``tweedie-x0``, the
-    paper's v2 gradient; as good as the v1 double backward at R = 8 and ~5x cheaper); the start
-    from the variable density ``(1 - r)^2`` (``init_density="vd"``), whose draws beat those of
-    the density learned from a uniform start by 2 dB at R = 4; and the ``sampled`` export, since
-    the top-k of the learned density is a contiguous low-pass block at R = 4, 3.9 dB below
-    vd_random on validation. The exported mask is the best of ``export_draws`` (4) systematic
-    masks of the learned density (``export_sampling``, offsets (i + 1/2)/4 of
-    :meth:`~fastmri_diffmask.masks.bernoulli.BernoulliMask.systematic`) and as many of its 50/50
-    mix with a flat density (``export_flatten``), judged by DDS (:mod:`~fastmri_diffmask.sample.dds`)
-    with ``dds_steps`` 25 steps on ``select_slices`` validation slices (``benchmarks/judge_study.py``): this judge
-    ranks candidate masks like a 100-step DPS with data consistency on held-apart validation
-    slices (Spearman +0.97 over 14 masks at R = 4, +0.95 over 8 at R = 8) and picks the best of
-    them, as DPS-50 + DC does, at about a third of its cost; a plain 25-step DPS (+0.78 at R = 4)
-    picks one 1.8 dB worse, as it prefers masks near the centre. Stratified draws of one density
-    differ by up to 3.3 dB at R = 8 (validation); systematic masks never clump lines and average
-    0.8 dB more there (``benchmarks/sampling_study.py``); at R = 4 the mixed density's candidates
-    beat the learned density's by 1.7 dB.
-
-    Attributes
-    ----------
-    num_low_frequencies : int or None
-        Fully sampled centre width; ``None`` picks
-        :func:`~fastmri_diffmask.learn.loop.default_num_low_frequencies` (for ``4 R`` with ``nested``).
-    corner_cut : bool
-        Point masks only: never sample outside the inscribed ellipse.
-    objective : {"tweedie", "tweedie-x0", "unrolled"}
-        Gradient through the denoiser (paper v1), analytic gradient (v2), or ``unroll_steps`` DPS steps.
-    loss : {"l2", "nl2", "l1", "ssim"}
-        Reconstruction loss.
-    eta : float
-        Likelihood step size.
-    sigma_mean, sigma_std : float
-        Mean and standard deviation of ``ln sigma``.
-    meas_noise : float
-        k-space noise standard deviation added to the measurements.
-    unroll_steps : int
-        ``K`` for ``objective="unrolled"``.
-    unroll_sigma_end : float
-        Last noise level of the unrolled steps.
-    init : {"truth", "adjoint"}
-        Start ``x_t`` from ``x`` (paper) or from ``A^H y``.
-    mask_form : {"paper", "linear"}
-        Data term ``||M A x - M y||^2`` (only drawn lines learn) or ``sum M |A x - y|^2`` (all learn).
-    relaxed : bool
-        LOUPE comparator: sigmoid relaxation instead of Gumbel straight-through.
-    recon_steps, recon_sigma_start, recon_dc_weight, recon_cg_iters : int, float, float, int
-        ``objective="dds"``: noise levels of the short DDS run, its first level, CG weight ``mu``
-        and CG iterations per level (:func:`~fastmri_diffmask.learn.dds_unroll.dds_unrolled_estimate`).
-    recon_init : {"adjoint", "noise"}
-        ``objective="dds"``: start from the zero-filled image plus noise, or noise alone.
-    denoiser_grad : bool
-        ``objective="dds"``: backpropagate through the denoiser too (default: its outputs are constants).
-    steps : int
-        Adam iterations; 0 exports from the starting density with the same candidates and judge
-        (the baseline a learned mask is measured against).
-    epochs : int or None
-        Overrides ``steps`` (``epochs * ceil(n_train / batch)``).
-    batch : int
-        Training slices per step.
-    lr : float
-        Adam learning rate.
-    lr_schedule : {"constant", "cosine"}
-        Learning-rate schedule.
-    tau, tau_end : float, float or None
-        Gumbel temperature at the start; anneal it geometrically to ``tau_end`` if given.
-    seed : int
-        Seed of every random draw; the same inputs and seed give the same mask file.
-    num_train, num_val : int or None
-        Use only N training slices, evenly spread over the training set
-        (:func:`~fastmri_diffmask.dataset.load_slices` with ``spread``), / the first N validation slices.
-    val_every : int or None
-        Validate every N steps (default one epoch, at least 25 steps; 0 never).
-    dps_every : int
-        Full DPS validation every K validations (0 off).
-    dps_steps : int
-        DPS steps of those validations and of the DPS export judge.
-    dds_steps : int
-        DDS steps of the DDS export judge (``export_select="dds"``).
-    export : {"topk", "quantile", "sampled", "best"}
-        Binary mask: top-k, quantiles of the density, the best of ``export_draws`` draws on val,
-        or the best of those draws, top-k and quantile (``best``).
-    export_draws : int
-        Candidates per density for ``export="sampled"`` / ``"best"``.
-    export_sampling : {"systematic", "stratified", "independent"}
-        How the candidates come from a density (:func:`~fastmri_diffmask.learn.validate.candidate_masks`):
-        systematic sampling at ``export_draws`` evenly spaced offsets (deterministic), or random
-        stratified / independent exact-budget draws.
-    export_select : {"proxy", "dps", "dds"}
-        How ``export="sampled"``/``"best"`` picks its mask on the validation slices: the one-step proxy,
-        the PSNR of DPS with ``dps_steps`` steps (then ``select_dc_weight``), or the PSNR of DDS with
-        ``dds_steps`` steps (:mod:`~fastmri_diffmask.sample.dds`).
-    select_slices : int or None
-        Validation slices the DPS / DDS selection uses (the first N; None = all).
-    select_dc_weight : float or None
-        Data-consistency weight of the selection's DPS (``dc_weight`` of
-        :func:`~fastmri_diffmask.sample.dps.dps_reconstruct`; None = plain DPS).
-    export_flatten : str
-        Comma-separated weights ``w`` in [0, 1]: the draws come from ``(1 - w) p' + w s`` for each
-        (``export_draws`` per weight); "0" draws from the learned density only.
-    nested : bool
-        Learn nested masks at 4R, 2R, R (coarse to fine); the file stores their order.
-    resume : bool
-        Continue an interrupted run from ``<out>.ckpt``.
-    init_from : str or None
-        Start from the logits of an existing mask file (wins over ``init_density``).
-    init_density : {"uniform", "vd"}
-        Starting logits: all zero (the paper) or those of the variable density
-        ``(1 - r)^init_power`` (:func:`~fastmri_diffmask.masks.baselines.vd_density`, scaled to a
-        peak of ~1 before the budget renormalisation).
-    init_power : float
-        Power of the ``vd`` starting density.
-    checkpoint_every : int
-        Steps between checkpoints.
-    quiet : bool
-        No progress bar.
-    """
-
-    num_low_frequencies: int | None = None
-    corner_cut: bool = False
-    objective: str = "tweedie-x0"  # chosen by validation: as good as (a), 5x cheaper (BENCHMARKS.md)
-    loss: str = _OBJECTIVE.loss
-    eta: float = _OBJECTIVE.eta
-    sigma_mean: float = _OBJECTIVE.p_mean
-    sigma_std: float = _OBJECTIVE.p_std
-    meas_noise: float = _OBJECTIVE.meas_noise
-    unroll_steps: int = _OBJECTIVE.unroll_steps
-    unroll_sigma_end: float = _OBJECTIVE.unroll_sigma_end
-    init: str = _OBJECTIVE.init
-    mask_form: str = _OBJECTIVE.mask_form
-    relaxed: bool = _OBJECTIVE.relaxed
-    recon_steps: int = _OBJECTIVE.recon_steps
-    recon_sigma_start: float = _OBJECTIVE.recon_sigma_start
-    recon_dc_weight: float = _OBJECTIVE.recon_dc_weight
-    recon_cg_iters: int = _OBJECTIVE.recon_cg_iters
-    recon_init: str = _OBJECTIVE.recon_init
-    denoiser_grad: bool = _OBJECTIVE.denoiser_grad
-    steps: int = _LOOP.steps
-    epochs: int | None = _LOOP.epochs
-    batch: int = _LOOP.batch
-    lr: float = _LOOP.lr
-    lr_schedule: str = _LOOP.lr_schedule
-    tau: float = _LOOP.tau
-    tau_end: float | None = _LOOP.tau_end
-    seed: int = _LOOP.seed
-    num_train: int | None = None
-    num_val: int | None = None
-    val_every: int | None = _LOOP.val_every
-    dps_every: int = _LOOP.dps_every
-    dps_steps: int = 50            # a 25-step DPS ranks masks unlike a 100-step one (BENCHMARKS.md)
-    dds_steps: int = 25
-    export: str = "sampled"        # top-k collapses to a low-pass block at R = 4 (BENCHMARKS.md)
-    export_draws: int = 4          # per flattening weight (8 + 8 draws: learn-mask ~3 min)
-    export_sampling: str = "systematic"  # never clumps lines; +0.8 dB over stratified at R = 8 (BENCHMARKS.md)
-    export_select: str = "dds"     # ranks like DPS-100 at a third of DPS-50's cost (BENCHMARKS.md)
-    select_slices: int | None = _LOOP.select_slices
-    select_dc_weight: float | None = 0.03
-    export_flatten: str = "0,0.5"
-    nested: bool = False
-    resume: bool = False
-    init_from: str | None = None
-    init_density: str = "vd"       # the learned density from a uniform start loses to vd at R = 4 (BENCHMARKS.md)
-    init_power: float = 2.0
-    checkpoint_every: int = _LOOP.checkpoint_every
-    quiet: bool = False
-
-    @classmethod
-    def from_flags(cls, *mappings: Mapping[str, Any]) -> "LearnMaskOptions":
-        """Options from flag-style mappings (a study config's ``learn``), later ones overriding.
-
-        Keys are option names with ``_`` or ``-``. Values are converted as the command line
-        converts flag values (``"1e-3"`` for a float is fine); a switch takes ``true``; ``None``
-        or ``false`` leaves the option as it was (its default, or an earlier mapping's value).
-        """
-        values: dict[str, Any] = {}
-        for mapping in mappings:
-            for key, value in mapping.items():
-                name = str(key).replace("-", "_")
-                if name not in _TYPES:
-                    raise UserError(f"unknown learn-mask option {key!r}; known: {', '.join(OPTION_NAMES)}")
-                if value is not None and value is not False:
-                    values[name] = _convert(name, value)
-        return cls(**values)
-
-
-def _base_type(annotation: str) -> type:
-    return {"int": int, "float": float, "bool": bool, "str": str}[annotation.split("|")[0].strip()]
-
-
-#: Option name -> the type its flag parses to.
-_TYPES = {f.name: _base_type(f.type) for f in dataclasses.fields(LearnMaskOptions)}
-#: The option names, in the order ``learn-mask --help`` lists the flags.
-OPTION_NAMES = tuple(_TYPES)
-
-
-def _convert(name: str, value: Any):
-    flag, typ = "--" + name.replace("_", "-"), _TYPES[name]
-    if typ is bool or value is True:
-        if typ is bool and value is True:
-            return True
-        raise UserError(f"{flag} is a switch (give true or leave it out)" if typ is bool
-                        else f"{flag} needs a value, got {value!r}")
-    if typ is str and isinstance(value, (list, tuple)):  # a YAML list for a comma-separated option
-        value = ",".join(str(v) for v in value)
-    try:
-        return typ(str(value))
-    except ValueError:
-        raise UserError(f"{flag}: invalid {typ.__name__} value {str(value)!r}") from None
+from .options import KINDS, OPTIMIZERS, OPTION_NAMES, LearnMaskOptions, check_inputs, parse_flatten  # noqa: F401
 
 
 def preview_path(out: str | Path) -> Path:
     """Where :func:`learn_mask_file` writes the PNG for mask file ``out`` (``<out>.png``)."""
     out = Path(out)
     return out.with_suffix(".png") if out.suffix != ".png" else out.with_name(out.name + ".preview.png")
-
-
-def parse_flatten(text: str) -> tuple[float, ...]:
-    """``"0,0.5,1"`` -> ``(0.0, 0.5, 1.0)``; an unreadable entry gives an empty tuple."""
-    try:
-        return tuple(float(x) for x in str(text).split(",") if x.strip())
-    except ValueError:
-        return ()
-
-
-def _check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: str) -> None:
-    if kind not in KINDS:
-        raise UserError(f"kind must be line or point, got {kind!r}")
-    if out.is_dir():
-        raise UserError(f"--out {out} is a directory; give a mask file path such as {out / 'mask.safetensors'}")
-    if opts.steps < 0:
-        raise UserError(f"--steps must be >= 0 (0: no learning, export the starting density), got {opts.steps}")
-    for name in ("batch", "export_draws", "checkpoint_every", "unroll_steps", "dps_steps", "dds_steps", "recon_steps",
-                 "recon_cg_iters"):
-        if getattr(opts, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
-    for name in ("num_train", "num_val", "epochs", "select_slices"):
-        if getattr(opts, name) is not None and getattr(opts, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1")
-    if not acceleration > 1:
-        raise UserError(f"--acceleration must be > 1, got {acceleration:g}")
-    if opts.corner_cut and kind != "point":
-        raise UserError("--corner-cut applies to point masks only; add --kind point or drop it")
-    if not (opts.init_power >= 0 and opts.init_power < float("inf")):
-        raise UserError(f"--init-power must be a finite number >= 0, got {opts.init_power}")
-    for name, allowed in (("export", EXPORTS), ("export_sampling", SAMPLINGS), ("export_select", SELECTS)):
-        if getattr(opts, name) not in allowed:  # before any loading (a study config's learn: keys land here)
-            raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got {getattr(opts, name)!r}")
-    if opts.init_density not in ("uniform", "vd"):
-        raise UserError(f"--init-density must be uniform or vd, got {opts.init_density!r}")
-    weights = parse_flatten(opts.export_flatten)
-    if not weights or not all(0.0 <= w <= 1.0 for w in weights):
-        raise UserError(f"--export-flatten takes comma-separated weights in [0, 1] such as 0,0.5,1; got {opts.export_flatten!r}")
-    if opts.select_dc_weight is not None and not opts.select_dc_weight > 0:
-        raise UserError(f"--select-dc-weight must be > 0, got {opts.select_dc_weight}")
-    if opts.resume and opts.init_from:
-        raise UserError("--resume and --init-from exclude each other; pick one")
 
 
 def _data_id(root: str | Path, data) -> str:
@@ -354,7 +90,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     from ..utils import resolve_device
 
     opts, out, acceleration = LearnMaskOptions.from_flags(options), Path(out), float(acceleration)
-    _check_inputs(opts, out, acceleration, kind)
+    check_inputs(opts, out, acceleration, kind)
     device = resolve_device(device)
     prior_module = load_prior(prior, device=device)
     init_logits = None
@@ -392,9 +128,12 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     ckpt = out.with_name(out.name + ".ckpt")
     t0 = time.time()
     torch.manual_seed(opts.seed)
-    common = dict(config=cfg, corner_cut=opts.corner_cut, progress=not opts.quiet, device=device)
+    common = dict(config=cfg, corner_cut=opts.corner_cut, progress=not opts.quiet, device=device,
+                  acquired=train.acquired_range)  # zero-filled columns are never sampled
     order, nested = None, None
-    if opts.nested:
+    if opts.optimizer != "adam":
+        mask, binary, history, order = _learn_greedy(prior_module, train, kind, acceleration, nlf, obj, opts, device)
+    elif opts.nested:
         accs = [a for a in (4 * acceleration, 2 * acceleration, acceleration)
                 if round((h * w if kind == "point" else w) / a) >= (nlf * nlf if kind == "point" else nlf)]
         mask, binary, order, hists = learn_nested(prior_module, train, val, kind, accs, nlf, checkpoint=ckpt,
@@ -409,7 +148,9 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                   "source": getattr(prior_module, "source", str(prior))},
         "data": _data_id(data, train), "num_train": int(train.kspace.shape[0]),
         "num_val": int(val.kspace.shape[0]), "seed": opts.seed, "objective": cfg.to_dict(),
-        "steps": cfg.total_steps(train.kspace.shape[0]), "best": history.get("best"),
+        "optimizer": opts.optimizer,
+        "steps": cfg.total_steps(train.kspace.shape[0]) if opts.optimizer == "adam" else history.get("steps"),
+        "best": history.get("best"),
         "validation": history.get("val", []), "wall_seconds": round(time.time() - t0, 1),
     }
     if "export" in history:  # sampled/best: the candidates' validation scores and the winner
@@ -417,6 +158,9 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                                  if k in history["export"]}
     if nested:
         meta["nested_accelerations"] = nested
+    if opts.optimizer != "adam":
+        meta["greedy"] = {k: history[k] for k in ("additions", "reconstructions", "slices", "top_k", "adds_per_step",
+                                                    "candidates", "dds_steps", "mask_form_forced") if k in history}
     if opts.init_from:
         meta["init_from"] = str(opts.init_from)
     else:
@@ -428,6 +172,24 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     for p in out.parent.glob(out.name + ".ckpt*"):
         p.unlink()
     return out
+
+
+def _learn_greedy(prior, train, kind, acceleration, nlf, obj, opts, device):
+    """``(BernoulliMask of the sets, 0/1 mask, history, order)`` of a greedy learner."""
+    from .greedy import build_mask, greedy_mask
+    from .greedy_search import greedy_search_mask
+
+    common = dict(corner_cut=opts.corner_cut, progress=not opts.quiet, device=device, seed=opts.seed)
+    if opts.optimizer == "greedy":
+        binary, history = greedy_mask(prior, train, kind, acceleration, nlf, obj, batch=opts.batch,
+                                      top_k=opts.greedy_top_k, adds_per_step=opts.greedy_adds_per_step, **common)
+    else:
+        binary, history = greedy_search_mask(prior, train, kind, acceleration, nlf, candidates=opts.search_candidates,
+                                             num_slices=opts.search_slices, dds_steps=opts.dds_steps, **common)
+    mask = build_mask(train, kind, acceleration, nlf, corner_cut=opts.corner_cut)
+    with torch.no_grad():  # the file's density: the chosen entries (fixed ones are +inf anyway)
+        mask.logits.copy_(torch.where(binary > 0.5, 6.0, -6.0))
+    return mask, binary, history, np.asarray(history["order"], dtype=np.int64)
 
 
 def summary(out: str | Path) -> dict:

@@ -94,7 +94,7 @@ def learn_mask(prior, train, val, kind: str, acceleration: float, num_low_freque
                config: LearnConfig | None = None, shape=None, corner_cut: bool = False, fixed=None,
                init_logits: torch.Tensor | None = None, checkpoint: str | Path | None = None,
                resume: bool = False, stop_after: int | None = None, progress: bool = True,
-               device="cpu") -> tuple[BernoulliMask, dict]:
+               device="cpu", acquired=None) -> tuple[BernoulliMask, dict]:
     """Learn a mask; returns ``(mask module holding the best logits, history)``.
 
     Parameters
@@ -102,9 +102,10 @@ def learn_mask(prior, train, val, kind: str, acceleration: float, num_low_freque
     prior : Denoiser
     train, val : SliceData
         Fully sampled slices (``val`` may be ``None``: no validation, last logits kept).
-    kind, acceleration, num_low_frequencies, corner_cut, fixed, init_logits
+    kind, acceleration, num_low_frequencies, corner_cut, fixed, init_logits, acquired
         See :class:`~fastmri_diffmask.masks.bernoulli.BernoulliMask` (``shape`` defaults to the
-        data's ``W`` or ``(H, W)``).
+        data's ``W`` or ``(H, W)``; ``acquired``, e.g. ``train.acquired_range``, keeps every
+        sample inside the acquired columns and counts the budget over them).
     config : LearnConfig
     checkpoint, resume
         Write a checkpoint every ``config.checkpoint_every`` steps and at the end; ``resume``
@@ -127,7 +128,7 @@ def learn_mask(prior, train, val, kind: str, acceleration: float, num_low_freque
     if val is not None and tuple(val.kspace.shape[-2:]) != (h, w):
         raise UserError(f"validation slices are {tuple(val.kspace.shape[-2:])} but training slices are {(h, w)}")
     mask = BernoulliMask(shape, acceleration, num_low_frequencies, kind=kind, corner_cut=corner_cut,
-                         fixed=fixed, logits=init_logits).to(device)
+                         fixed=fixed, logits=init_logits, acquired=acquired).to(device)
     x_all, s_all = (t.to(device) for t in scaled_batch(train))
     n = x_all.shape[0]
     total = cfg.total_steps(n)
