@@ -16,7 +16,7 @@ from ..errors import UserError
 from ..prior.base import Denoiser
 from ..utils import resolve_device
 from .dds import SAMPLER_DEFAULTS, dds_reconstruct
-from .dps import dps_reconstruct
+from .dps import consistency_steps, dps_reconstruct
 
 
 def _as_complex_kspace(k: torch.Tensor) -> torch.Tensor:
@@ -51,6 +51,10 @@ class DiffusionPosteriorModel(nn.Module):
         100 steps, no churn, no final data-consistency step; DDS as tuned):
         :data:`~fastmri_diffmask.sample.dds.SAMPLER_DEFAULTS`.
         ``zeta`` is DPS only.
+    dc_every : int, optional
+        DPS only: enforce the data every ``dc_every`` steps during sampling
+        (:func:`~fastmri_diffmask.sample.dps.dps_reconstruct`; ``dc_weight`` is then its ``mu``,
+        default :data:`~fastmri_diffmask.sample.dps.DC_EVERY_WEIGHT`). ``None`` (default): plain DPS.
     sens_backend : "sigpy" | "bart"
         ESPIRiT backend used when ``forward`` gets no ``sens_maps``.
     num_samples : int
@@ -61,16 +65,20 @@ class DiffusionPosteriorModel(nn.Module):
 
     def __init__(self, prior: Denoiser | str = "default", steps: int | None = None, zeta: float | None = None,
                  churn: float | None = None, sens_backend: str = "sigpy", num_samples: int = 1, seed: int = 0,
-                 device="auto", progress: bool = False, sampler: str = "dps", dc_weight: float | None = None):
+                 device="auto", progress: bool = False, sampler: str = "dps", dc_weight: float | None = None,
+                 dc_every: int | None = None):
         super().__init__()
         if sampler not in ("dps", "dds"):
             raise UserError(f"unknown sampler {sampler!r}; use dps or dds")
+        if dc_every is not None and sampler != "dps":
+            raise UserError("dc_every is a DPS option; DDS enforces the data every step already")
+        consistency_steps(1, dc_every)  # a bad value fails here, not at the first reconstruction
         if isinstance(prior, str):
             from ..prior.weights import load_prior
 
             prior = load_prior(prior, device=device)
         self.prior = prior.to(resolve_device(device))
-        self.sampler, self.zeta = sampler, zeta
+        self.sampler, self.zeta, self.dc_every = sampler, zeta, dc_every
         d = SAMPLER_DEFAULTS[sampler]
         self.steps = d["steps"] if steps is None else steps
         self.churn = d["churn"] if churn is None else churn
@@ -102,7 +110,7 @@ class DiffusionPosteriorModel(nn.Module):
         for _ in range(self.num_samples):
             kw = dict(steps=self.steps, churn=self.churn, dc_weight=self.dc_weight, generator=g, progress=self.progress)
             if self.sampler == "dps":
-                out = out + dps_reconstruct(self.prior, k, m, sens_maps, zeta=self.zeta, **kw)
+                out = out + dps_reconstruct(self.prior, k, m, sens_maps, zeta=self.zeta, dc_every=self.dc_every, **kw)
             else:
                 out = out + dds_reconstruct(self.prior, k, m, sens_maps, **kw)
         return out / self.num_samples
