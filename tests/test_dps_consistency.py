@@ -132,3 +132,24 @@ def test_dc_every_rejects_bad_settings_and_reaches_the_model():
     assert torch.allclose(model.reconstruct(y, mask, sens_maps=maps), direct)
     with pytest.raises(UserError):
         DiffusionPosteriorModel(prior, sampler="dds", dc_every=2, device="cpu")
+
+
+def test_dc_every_reaches_recon_and_compare_settings():
+    import numpy as np
+
+    from fastmri_diffmask.compare.config import _method_spec
+    from fastmri_diffmask.recon.run import ReconSettings, reconstruct_slices
+
+    assert _method_spec({"name": "dps", "dc_every": 5}, "cfg").options == {"dc_every": 5}
+    for bad in ({"name": "dps", "dc_every": 0}, {"name": "dps", "dc_every": 2.5}, {"name": "dds", "dc_every": 2}):
+        with pytest.raises(UserError):
+            _method_spec(bad, "cfg")
+    prior, x, maps = _problem(seed=2)
+    mask = _line_mask(x.shape[-1])
+    k = MultiCoilOperator(maps, torch.ones_like(mask)).forward(x)
+    mask2d = mask[0, 0].expand(x.shape[-2:]).numpy()
+    s = ReconSettings(method="dps", steps=8, zeta=1.0, dc_every=2.0, dc_weight=1e-3, prior=prior, device="cpu")
+    got = reconstruct_slices(k.numpy(), mask2d, maps.numpy(), 2.0, s)
+    want = dps_reconstruct(prior, k * mask, mask, maps, steps=8, zeta=1.0, dc_every=2, dc_weight=1e-3,
+                           churn=0.0, generator=torch.Generator().manual_seed(0), progress=False).abs().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

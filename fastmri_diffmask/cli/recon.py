@@ -38,6 +38,9 @@ def register(sub) -> None:
     p.add_argument("--dc-weight", type=float, default=None,
                    help="proximal data-consistency weight mu: DPS ends with one such step (default off); "
                         "DDS takes one every step (default 0.01)")
+    p.add_argument("--dc-every", type=int, default=None,
+                   help="DPS: enforce the data (CG, weight --dc-weight, default 0.01) every this many steps "
+                        "during sampling, the last step included (default off: plain DPS)")
     p.add_argument("--cg-iters", type=int, default=5, help="DDS: conjugate-gradient iterations per step (default 5)")
     p.add_argument("--batch", type=int, default=4, help="DPS / DDS slices per batch")
     p.add_argument("--num-slices", type=int, help="stop after this many slices")
@@ -101,13 +104,15 @@ def run(args) -> int:
         raise UserError(f"--churn must be >= 0, got {args.churn}")
     if args.dc_weight is not None and not args.dc_weight > 0:
         raise UserError(f"--dc-weight must be > 0, got {args.dc_weight}")
+    if args.dc_every is not None and (args.dc_every < 1 or args.method != "dps"):
+        raise UserError(f"--dc-every is a DPS option and must be >= 1, got {args.dc_every} with --method {args.method}")
     if args.method in ("bart-l1",) or args.sens_maps == "espirit-bart":
         from ..io.bart import require_bart
 
         require_bart()
     files = list_h5(args.data, args.split)
     s = ReconSettings(method=args.method, lamda=args.lamda, max_iter=args.max_iter, steps=args.steps, zeta=args.zeta,
-                      churn=args.churn, dc_weight=args.dc_weight, cg_iters=args.cg_iters, batch=args.batch,
+                      churn=args.churn, dc_weight=args.dc_weight, dc_every=args.dc_every, cg_iters=args.cg_iters, batch=args.batch,
                       sens=args.sens_maps, seed=args.seed, device=args.device)
     plan = _check_files(files, args.num_slices)  # every file used is validated before anything is written
     masks = {p.name: make_mask(args.mask_type, shape[-2:], args.acceleration, args.num_low_frequencies,

@@ -76,7 +76,7 @@ def load_config(path: str | Path) -> StudyConfig:
 
 #: Options each reconstructor takes in a method entry (see :class:`~fastmri_diffmask.recon.run.ReconSettings`).
 METHOD_OPTIONS = {"zero-filled": (), "bart-l1": ("lamda", "max_iter"), "sigpy-l1": ("lamda", "max_iter"),
-                  "dps": ("steps", "zeta", "churn", "batch", "dc_weight"),
+                  "dps": ("steps", "zeta", "churn", "batch", "dc_weight", "dc_every"),
                   "dds": ("steps", "churn", "batch", "dc_weight", "cg_iters")}
 #: learn-mask flags a mask's ``learn`` mapping may not set: the study sets them per cell. It may set
 #: any :class:`~fastmri_diffmask.learn.api.LearnMaskOptions` field (``-`` or ``_``).
@@ -128,10 +128,10 @@ def _method_spec(m, where: str) -> MethodSpec:
         raise UserError(f"{where}: method {name!r} has unknown option(s) {', '.join(bad)}; it takes {allowed}")
     for key, value in options.items():  # every option is a positive number (churn may be 0)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if key == "churn" else value > 0)
-        if key in ("steps", "batch", "max_iter", "cg_iters"):
+        if key in ("steps", "batch", "max_iter", "cg_iters", "dc_every"):
             ok = ok and float(value).is_integer()
         if not ok:
-            what = "a number >= 0" if key == "churn" else ("a positive integer" if key in ("steps", "batch", "max_iter", "cg_iters")
+            what = "a number >= 0" if key == "churn" else ("a positive integer" if key in ("steps", "batch", "max_iter", "cg_iters", "dc_every")
                                                           else "a positive number")
             raise UserError(f"{where}: method {name!r} option {key} must be {what}, got {value!r}")
     return MethodSpec(name=name, options=options)

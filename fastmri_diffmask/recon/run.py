@@ -33,6 +33,7 @@ class ReconSettings:
     zeta: float | None = None           # DPS likelihood step; None = tuned per acceleration
     churn: float | None = None          # EDM S_churn; None = SAMPLER_DEFAULTS
     dc_weight: float | None = None      # DPS: final data-consistency mu (None = off); DDS: per-step mu
+    dc_every: int | None = None         # DPS: data consistency every k steps during sampling (None = off)
     cg_iters: int = DDS_DEFAULTS["cg_iters"]  # DDS: CG iterations per step
     batch: int = 4
     sens: str = "espirit-bart"
@@ -102,7 +103,7 @@ def reconstruct_slices(kspace: np.ndarray, mask2d: np.ndarray, maps: np.ndarray,
             kw = dict(steps=s.sampler_option("steps"), churn=s.sampler_option("churn"), generator=g,
                       dc_weight=s.sampler_option("dc_weight"))
             if s.method == "dps":
-                x = dps_reconstruct(s.prior, k, m, sm, zeta=s.zeta, **kw)
+                x = dps_reconstruct(s.prior, k, m, sm, zeta=s.zeta, dc_every=s.dc_every, **kw)
             else:
                 x = dds_reconstruct(s.prior, k, m, sm, cg_iters=s.cg_iters, **kw)
             out.append(x.abs().cpu().numpy())

@@ -195,6 +195,8 @@ def consistency_steps(steps: int, dc_every: int | None) -> frozenset[int]:
     last step (``steps - 1``, always included); none when ``dc_every`` is None."""
     if dc_every is None:
         return frozenset()
+    if isinstance(dc_every, float) and dc_every.is_integer():  # 2.0 from a YAML config
+        dc_every = int(dc_every)
     if isinstance(dc_every, bool) or not isinstance(dc_every, numbers.Integral) or dc_every < 1:
         raise UserError(f"dc_every must be a positive integer (or None), got {dc_every!r}")
     return frozenset(range(steps - 1, -1, -dc_every))
