@@ -135,8 +135,6 @@ def test_seed_changes_the_batches_and_bad_input_is_a_user_error():
         greedy_mask(prior, train, "line", 4, 2, obj, corner_cut=True, progress=False)
 
 
-@pytest.mark.skipif("acquired" not in __import__("inspect").signature(BernoulliMask).parameters,
-                    reason="BernoulliMask without padding exclusion")
 @pytest.mark.parametrize("learner", ["greedy", "search"])
 def test_padded_columns_are_never_picked_and_the_budget_counts_acquired_columns(learner):
     prior, col, train = _data(h=16, w=16, n=4, seed=8)

@@ -445,3 +445,31 @@ def test_steps_zero_exports_the_starting_density_with_the_same_candidates_and_ju
     assert not torch.equal(learned.logits.detach(), fresh.logits.detach())
     with pytest.raises(UserError, match="steps must be >= 0"):
         dataclasses.replace(cfg, steps=-1).validate(4)
+
+
+@pytest.mark.parametrize("extra", [("--optimizer", "greedy", "--objective", "dds", "--recon-steps", "2"),
+                                   ("--optimizer", "greedy-search", "--search-candidates", "2", "--search-slices", "1",
+                                    "--dds-steps", "2"),
+                                   ("--steps", "3", "--export", "topk", "--refine-sweeps", "1", "--refine-moves", "1",
+                                    "--refine-slices", "1", "--dds-steps", "2")])
+def test_cli_other_learners_write_an_exact_budget_mask_file(oracle, tmp_path, capsys, extra):
+    root, path, _ = oracle
+    out = tmp_path / "m.safetensors"
+    assert _cli(root, path, out, *extra) == 0
+    mf = load_mask_file(out)
+    assert mf.num_sampled == 8 and mf.mask[14:18].all()  # budget round(32 / 4), centre of 4 kept
+    if "--refine-sweeps" in extra:
+        ref = mf.metadata["refine"]
+        assert ref["end"] >= ref["start"] and ref["sweeps_run"] >= 1
+    else:
+        assert mf.metadata["optimizer"] == extra[1] and len(mf.order) == 8
+        assert [int(i) for i in mf.order[4:]] == [a["index"] for a in mf.metadata["greedy"]["additions"]]
+
+
+def test_cli_refuses_bad_learner_options(oracle, tmp_path, capsys):
+    root, path, _ = oracle
+    out = tmp_path / "m.safetensors"
+    _assert_refused(capsys, _cli(root, path, out, "--refine-sweeps", "1", "--refine-moves", "0"), out)
+    _assert_refused(capsys, _cli(root, path, out, "--refine-sweeps", "1", "--kind", "point"), out)
+    _assert_refused(capsys, _cli(root, path, out, "--optimizer", "greedy", "--nested"), out)
+    _assert_refused(capsys, _cli(root, path, out, "--steps", "-1"), out)

@@ -60,6 +60,10 @@ def register(sub) -> None:
     o.add_argument("--search-candidates", type=int, default=_D.search_candidates,
                    help="greedy-search: candidates scored per addition")
     o.add_argument("--search-slices", type=int, default=_D.search_slices, help="greedy-search: training slices scored")
+    o.add_argument("--refine-sweeps", type=int, default=_D.refine_sweeps,
+                   help="after the export, move free lines while DDS on training slices improves (passes; 0 off)")
+    o.add_argument("--refine-moves", default=_D.refine_moves, help="column offsets a line may move by (default 1,2,3)")
+    o.add_argument("--refine-slices", type=int, default=_D.refine_slices, help="training slices the refinement scores")
     o.add_argument("--steps", type=int, default=_D.steps,
                    help="Adam iterations; 0 = no learning: export the starting density (the baseline to beat)")
     o.add_argument("--epochs", type=int, default=_D.epochs, help="overrides --steps")

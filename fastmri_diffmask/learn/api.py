@@ -143,6 +143,14 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         mask, history = learn_mask(prior_module, train, val, kind, acceleration, nlf, init_logits=init_logits,
                                    checkpoint=ckpt, resume=opts.resume, **common)
         binary = export_mask(mask, history, opts.export)
+    refined = None
+    if opts.refine_sweeps:
+        from .refine import refine_line_mask
+
+        binary, refined = refine_line_mask(prior_module, train, binary, mask.fixed, ~mask.excluded,
+                                           moves=opts.refine_moves, sweeps=opts.refine_sweeps,
+                                           num_slices=opts.refine_slices, dds_steps=opts.dds_steps, seed=opts.seed,
+                                           progress=not opts.quiet, device=device)
     meta = {
         "prior": {"id": getattr(prior_module, "prior_id", "denoiser"), "sha256": getattr(prior_module, "sha256", None),
                   "source": getattr(prior_module, "source", str(prior))},
@@ -158,6 +166,8 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                                  if k in history["export"]}
     if nested:
         meta["nested_accelerations"] = nested
+    if refined is not None:
+        meta["refine"] = refined
     if opts.optimizer != "adam":
         meta["greedy"] = {k: history[k] for k in ("additions", "reconstructions", "slices", "top_k", "adds_per_step",
                                                     "candidates", "dds_steps", "mask_form_forced") if k in history}

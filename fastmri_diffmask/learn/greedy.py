@@ -37,7 +37,6 @@ sampling. IEEE Trans Image Process 1997;6:1305-1315.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 
 import numpy as np
 import torch
@@ -59,11 +58,9 @@ def build_mask(train, kind: str, acceleration: float, num_low_frequencies: int, 
         raise UserError("no training slices; check --data and --num-train")
     h, w = train.kspace.shape[-2:]
     shape = (w,) if kind == "line" else (h, w)
-    kw = {}
-    if "acquired" in inspect.signature(BernoulliMask).parameters and getattr(train, "acquired", None):
-        kw["acquired"] = train.acquired_range
+    acquired = train.acquired_range if getattr(train, "acquired", None) else None
     return BernoulliMask(shape, acceleration, num_low_frequencies, kind=kind, corner_cut=corner_cut,
-                         fixed=fixed, **kw)
+                         fixed=fixed, acquired=acquired)
 
 
 def check_count(name: str, value) -> int:

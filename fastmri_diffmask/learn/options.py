@@ -92,6 +92,11 @@ class LearnMaskOptions:
         ``optimizer="greedy"``: farthest of the top-k gradients; additions per gradient.
     search_candidates, search_slices : int
         ``optimizer="greedy-search"``: candidates scored per addition; training slices scored.
+    refine_sweeps, refine_moves, refine_slices : int, str, int
+        After learning and export, move free lines one at a time by the offsets ``refine_moves``
+        (e.g. "1,2,3") while the DDS score (``dds_steps``) on ``refine_slices`` training slices
+        rises, for up to ``refine_sweeps`` passes (:mod:`~fastmri_diffmask.learn.refine`; line
+        masks; 0 = off).
     steps : int
         Adam iterations; 0 exports from the starting density with the same candidates and judge
         (the baseline a learned mask is measured against).
@@ -181,6 +186,9 @@ class LearnMaskOptions:
     greedy_adds_per_step: int = 1
     search_candidates: int = 8
     search_slices: int = 4
+    refine_sweeps: int = 0
+    refine_moves: str = "1,2,3"
+    refine_slices: int = 4
     steps: int = _LOOP.steps
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
@@ -290,7 +298,14 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
         raise UserError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {opts.optimizer!r}")
     if opts.optimizer != "adam" and opts.nested:
         raise UserError("--nested applies to --optimizer adam; the greedy learners are nested by construction")
-    for name in ("greedy_top_k", "greedy_adds_per_step", "search_candidates", "search_slices"):
+    if opts.refine_sweeps < 0:
+        raise UserError(f"--refine-sweeps must be >= 0 (0: off), got {opts.refine_sweeps}")
+    if opts.refine_sweeps and kind != "line":
+        raise UserError("--refine-sweeps moves lines: it applies to --kind line; drop it for point masks")
+    from .refine import parse_moves
+
+    parse_moves(opts.refine_moves)
+    for name in ("greedy_top_k", "greedy_adds_per_step", "search_candidates", "search_slices", "refine_slices"):
         if getattr(opts, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
     if opts.init_density not in ("uniform", "vd"):
