@@ -88,7 +88,7 @@ def run(args) -> int:
 
     from ..dataset import acquired_range_of, list_h5, read_volume
     from ..masks.select import make_mask
-    from ..metrics import score
+    from ..metrics import score, worst_slice
     from ..recon.run import DIFFUSION_METHODS, METHODS, SENS_CHOICES, ReconSettings, reconstruct_slices, sens_maps_for, volume_seed
     from ..simulate import ifft2c_np
 
@@ -154,9 +154,11 @@ def run(args) -> int:
             wr = csv.DictWriter(f, fieldnames=list(rows[0]))
             wr.writeheader()
             wr.writerows(rows)
-        summary = {key: float(np.mean([r[key] for r in rows])) for key in ("psnr", "ssim", "nmse", "psnr_paper", "ssim_paper")}
+        summary = {key: float(np.mean([r[key] for r in rows]))
+                   for key in ("psnr", "ssim", "nmse", "psnr_paper", "ssim_paper", "bg_error")}
+        worst = worst_slice(rows, ["psnr", "ssim", "bg_error"])  # next to the mean: one bad slice shows
         (stage / "metrics.json").write_text(json.dumps({"settings": {k_: v for k_, v in vars(args).items() if k_ != "func"},
-                                                        "mean": summary, "slices": rows}, indent=1))
+                                                        "mean": summary, "worst": worst, "slices": rows}, indent=1))
         (out / "reconstructions").mkdir(exist_ok=True)
         for p in sorted((stage / "reconstructions").iterdir()):
             os.replace(p, out / "reconstructions" / p.name)
@@ -167,5 +169,6 @@ def run(args) -> int:
         shutil.rmtree(stage, ignore_errors=True)
         if not ok and made_out and not any(out.iterdir()):
             out.rmdir()  # the run made the folder; leave none behind either
-    print(json.dumps({"slices": len(rows), **{k_: round(v, 4) for k_, v in summary.items()}}))
+    print(json.dumps({"slices": len(rows), **{k_: round(v, 4) for k_, v in summary.items()},
+                      **{f"worst_{k_}": round(v, 4) for k_, v in worst.items()}}))
     return 0

@@ -3,6 +3,11 @@
 Paired differences are per slice against the reference (learned) mask, with random masks first
 averaged over their seeds per slice: mean, a 95% percentile bootstrap CI over slices (Efron &
 Tibshirani 1993) and the two-sided Wilcoxon signed-rank p-value (scipy).
+
+Next to each mean the summary gives the worst slice (:func:`fastmri_diffmask.metrics.worst_slice`
+over every reconstructed slice of the cell group, seeds included: min PSNR, min SSIM, max
+``bg_error``) and the mean and max ``bg_error``, the error energy outside the object
+(:mod:`fastmri_diffmask.metrics`), so that one bad or hallucinating slice cannot hide in a mean.
 """
 
 from __future__ import annotations
@@ -68,11 +73,27 @@ def paired_table(rows: list[dict], reference: str) -> list[dict]:
 
 
 def mean_table(rows: list[dict]) -> dict:
+    """{(R, mask, method): means of psnr, ssim, bg_error, seconds, achieved_acceleration and the
+    worst slices psnr_min, ssim_min, bg_error_max}; ``bg_error`` is NaN for cells scored before it
+    existed."""
+    from ..metrics import worst_slice
+
     acc = defaultdict(list)
     for r in rows:
         acc[(r["acceleration"], r["mask"], r["method"])].append(r)
-    return {k: {m: float(np.mean([x[m] for x in v])) for m in ("psnr", "ssim", "seconds", "achieved_acceleration")}
-            for k, v in acc.items()}
+    out = {}
+    for k, v in acc.items():
+        d = {m: float(np.mean([x[m] for x in v])) for m in ("psnr", "ssim", "seconds", "achieved_acceleration")}
+        has_bg = all("bg_error" in x for x in v)
+        d["bg_error"] = float(np.mean([x["bg_error"] for x in v])) if has_bg else float("nan")
+        w = worst_slice(v, ["psnr", "ssim"] + (["bg_error"] if has_bg else []))
+        d.update(psnr_min=w["psnr"], ssim_min=w["ssim"], bg_error_max=w.get("bg_error", float("nan")))
+        out[k] = d
+    return out
+
+
+def _num(v: float, fmt: str) -> str:
+    return "-" if not np.isfinite(v) else format(v, fmt)
 
 
 def summary_markdown(rows: list[dict], reference: str) -> str:
@@ -92,6 +113,17 @@ def summary_markdown(rows: list[dict], reference: str) -> str:
                 cells.append(f"{v['psnr']:.2f} / {v['ssim']:.3f}" if v else "-")
             ach = next(v["achieved_acceleration"] for k, v in means.items() if k[0] == r and k[1] == mask)
             lines.append(f"| {mask} | {ach:.2f} | " + " | ".join(cells) + " |")
+        lines.append("\nWorst slice and background error: min PSNR / min SSIM / mean bg_error (max bg_error); "
+                     "bg_error = error energy outside the object over the target's energy.\n")
+        lines.append("| mask | " + " | ".join(methods) + " |")
+        lines.append("|---|" + "---|" * len(methods))
+        for mask in sorted({k[1] for k in means if k[0] == r}, key=lambda m: (m != reference, m)):
+            cells = []
+            for meth in methods:
+                v = means.get((r, mask, meth))
+                cells.append(f"{v['psnr_min']:.2f} / {v['ssim_min']:.3f} / {_num(v['bg_error'], '.4f')} "
+                             f"(max {_num(v['bg_error_max'], '.4f')})" if v else "-")
+            lines.append(f"| {mask} | " + " | ".join(cells) + " |")
     pt = paired_table(rows, reference)
     if pt:
         lines.append(f"\n## Paired differences ({reference} minus other)\n")
