@@ -85,6 +85,34 @@ def dds_shared_noise(prior, kspace: torch.Tensor, sens_maps: torch.Tensor, masks
     return (to_complex(x) * p.scale).reshape(m_count, n, *kspace.shape[-2:])
 
 
+class TrainingScorer:
+    """Mean DDS PSNR of masks on ``num_slices`` training slices spread over the set, with common
+    random numbers (:func:`dds_shared_noise`), batched ``max_batch`` slice reconstructions at a time;
+    counts the masks it scores (``reconstructions``). Shared by :func:`greedy_search_mask` and
+    :func:`fastmri_diffmask.learn.refine.refine_line_mask`."""
+
+    def __init__(self, prior, train, kind: str, shape, num_slices: int, dds_steps: int, seed: int,
+                 max_batch: int = 16, device="cpu"):
+        self.prior, self.kind, self.shape, self.dds_steps, self.seed = prior, kind, tuple(shape), dds_steps, int(seed)
+        self.slices = spread_indices(train.kspace.shape[0], num_slices)
+        data = train.subset(self.slices)
+        self.kspace, self.maps = data.kspace.to(device), data.sens_maps.to(device)
+        self.truth = data.images.abs().to(device)
+        self.per_call = max(1, max_batch // len(self.slices))
+        self.reconstructions = 0
+
+    def __call__(self, masks: np.ndarray) -> list[float]:
+        """Scores (dB) of 0/1 masks ``(M, *shape)`` (or flattened ``(M, N)``)."""
+        out = []
+        for j in range(0, len(masks), self.per_call):
+            ms = torch.from_numpy(masks[j:j + self.per_call].reshape(-1, *self.shape).astype(np.float32))
+            rec = dds_shared_noise(self.prior, self.kspace, self.maps, ms, self.kind, self.dds_steps, self.seed)
+            truth = self.truth.repeat(ms.shape[0], 1, 1)
+            out += psnr(rec.abs().flatten(0, 1), truth).view(ms.shape[0], -1).mean(1).tolist()
+        self.reconstructions += len(masks)
+        return out
+
+
 def greedy_search_mask(prior, train, kind: str, acceleration: float, num_low_frequencies: int, *,
                        candidates: int = 8, num_slices: int = 4, dds_steps: int = 25, seed: int = 0,
                        fixed=None, corner_cut: bool = False, max_batch: int = 16, progress: bool = True,
@@ -126,11 +154,8 @@ def greedy_search_mask(prior, train, kind: str, acceleration: float, num_low_fre
     shape, device = mask.shape, torch.device(device)
     free = mask.free.cpu().numpy().ravel()
     chosen = mask.fixed.cpu().numpy().ravel().copy()
-    slices = spread_indices(train.kspace.shape[0], num_slices)
-    data = train.subset(slices)
-    kspace, maps = data.kspace.to(device), data.sens_maps.to(device)
-    truth = data.images.abs().to(device)
-    per_call = max(1, max_batch // len(slices))
+    scorer = TrainingScorer(prior, train, kind, shape, num_slices, dds_steps, seed, max_batch, device)
+    slices = scorer.slices
     gen = torch.Generator().manual_seed(int(seed) + 1)
     remaining = mask.budget - mask.num_fixed
     history = {"additions": [], "order": fixed_order(mask), "reconstructions": 0, "slice_reconstructions": 0,
@@ -138,14 +163,9 @@ def greedy_search_mask(prior, train, kind: str, acceleration: float, num_low_fre
                "dds_steps": dds_steps, "seed": int(seed)}
 
     def score(flat_masks: np.ndarray) -> list[float]:
-        out = []
-        for j in range(0, len(flat_masks), per_call):
-            ms = torch.from_numpy(flat_masks[j:j + per_call].reshape(-1, *shape).astype(np.float32))
-            rec = dds_shared_noise(prior, kspace, maps, ms, kind, dds_steps, seed)
-            out += psnr(rec.abs().flatten(0, 1), truth.repeat(ms.shape[0], 1, 1)).view(ms.shape[0], -1).mean(1).tolist()
         history["reconstructions"] += len(flat_masks)
         history["slice_reconstructions"] += len(flat_masks) * len(slices)
-        return out
+        return scorer(flat_masks)
 
     bar = tqdm(total=remaining, desc=f"greedy search R={acceleration:g}", unit="entry", disable=not progress,
                leave=False)

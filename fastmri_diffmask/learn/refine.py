@@ -8,8 +8,8 @@ the exact spacing of the lines). So, as a coordinate search (Gozcu et al. 2018 s
 same way; here the moves are local, in the spirit of the line-swap refinements of Zibetti et al.
 2021):
 
-1. score the mask: mean PSNR (:func:`.validate.psnr`) of DDS reconstructions
-   (:func:`.greedy_search.dds_shared_noise`, ``dds_steps`` steps, common random numbers) of
+1. score the mask: mean PSNR (:class:`.greedy_search.TrainingScorer`) of DDS reconstructions
+   (``dds_steps`` steps, common random numbers) of
    ``num_slices`` *training* slices spread over the training set (the validation slices stay
    untouched for the judge and every later check);
 2. for each free sampled line ``j`` in turn (nearest the centre first), try moving it to each
@@ -38,8 +38,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from .greedy import check_count
-from .greedy_search import dds_shared_noise, spread_indices
-from .validate import psnr
+from .greedy_search import TrainingScorer
 
 
 def parse_moves(text) -> tuple[int, ...]:
@@ -94,23 +93,9 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
     sweeps, num_slices, dds_steps, max_batch = (check_count(k, v) for k, v in (
         ("sweeps", sweeps), ("num_slices", num_slices), ("dds_steps", dds_steps), ("max_batch", max_batch)))
     moves = parse_moves(moves)
-    device = torch.device(device)
-    slices = spread_indices(train.kspace.shape[0], num_slices)
-    data = train.subset(slices)
-    kspace, maps = data.kspace.to(device), data.sens_maps.to(device)
-    truth = data.images.abs().to(device)
-    per_call = max(1, max_batch // len(slices))
-    history = {"moves": [], "reconstructions": 0, "slices": slices, "sweeps_run": 0, "dds_steps": dds_steps,
+    score = TrainingScorer(prior, train, "line", m.shape, num_slices, dds_steps, seed, max_batch, torch.device(device))
+    history = {"moves": [], "reconstructions": 0, "slices": score.slices, "sweeps_run": 0, "dds_steps": dds_steps,
                "offsets": list(moves), "seed": int(seed)}
-
-    def score(masks: np.ndarray) -> list[float]:
-        out = []
-        for j in range(0, len(masks), per_call):
-            ms = torch.from_numpy(masks[j:j + per_call].astype(np.float32))
-            rec = dds_shared_noise(prior, kspace, maps, ms, "line", dds_steps, seed)
-            out += psnr(rec.abs().flatten(0, 1), truth.repeat(ms.shape[0], 1, 1)).view(ms.shape[0], -1).mean(1).tolist()
-        history["reconstructions"] += len(masks)
-        return out
 
     current = score(m[None])[0]
     history["start"] = current
@@ -140,5 +125,5 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
         if not kept:
             break
     bar.close()
-    history["end"] = current
+    history["end"], history["reconstructions"] = current, score.reconstructions
     return torch.from_numpy(m.astype(np.float32)), history
