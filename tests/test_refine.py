@@ -78,3 +78,44 @@ def test_bad_input_is_one_clear_error():
         refine_line_mask(prior, train, torch.zeros(W), fixed, allowed, progress=False)
     with pytest.raises(UserError, match="line mask"):
         refine_line_mask(prior, train, torch.zeros(W, W), fixed, allowed, progress=False)
+
+
+def test_gradient_proposals_reconstruct_only_the_best_predicted_moves():
+    """With a gradient, each line tries only the ``tries`` targets with the most negative
+    ``g[t] - g[j]``; the gradient is asked once per sweep with the current mask."""
+    prior, train, _ = _problem(seed=2)
+    mask, fixed, allowed = _start()
+    g = np.linspace(1.0, -1.0, W)  # later columns predicted better
+    asked = []
+
+    def gradient(m):
+        asked.append(m.copy())
+        return g
+
+    out, hist = refine_line_mask(prior, train, mask, fixed, allowed, moves=(1, 2), sweeps=2, num_slices=1,
+                                 dds_steps=2, gradient=gradient, tries=1, progress=False)
+    assert len(asked) == hist["sweeps_run"] and asked[0].tolist() == mask.bool().tolist()
+    m, kept = mask.numpy() > 0.5, list(hist["moves"])
+    for t in hist["tried"]:  # replay: each line tried the best-predicted free target (largest column)
+        j = t["from"]
+        free = [c for c in (j - 2, j - 1, j + 1, j + 2) if 0 <= c < W and allowed[c] and not m[c]]
+        assert t["to"] == [max(free)]
+        if kept and (kept[0]["sweep"], kept[0]["from"]) == (t["sweep"], j):
+            m[j], m[kept[0]["to"]] = False, True
+            kept.pop(0)
+    assert hist["reconstructions"] == 1 + len(hist["tried"])
+
+
+def test_loss_gradient_ranks_high_variance_columns_first():
+    """Under a column-variance Gaussian prior the one-step objective's gradient at an unsampled
+    column is most negative where the column's variance is largest (see tests/test_greedy.py)."""
+    from fastmri_diffmask.learn.objective import ObjectiveConfig
+    from fastmri_diffmask.learn.refine import loss_gradient
+
+    prior, train, col = _problem(seed=3)
+    mask, fixed, _ = _start()
+    obj = ObjectiveConfig(objective="tweedie-x0", p_mean=float(np.log(100.0)), p_std=0.0)
+    g = loss_gradient(prior, train, mask.numpy() > 0.5, obj, num_slices=4, batch=2)
+    unsampled = np.flatnonzero(mask.numpy() < 0.5)
+    assert g.shape == (W,) and np.isfinite(g).all()
+    assert unsampled[np.argmin(g[unsampled])] == unsampled[np.argmax(col.numpy()[unsampled])]

@@ -64,6 +64,11 @@ def register(sub) -> None:
                    help="after the export, move free lines while DDS on training slices improves (passes; 0 off)")
     o.add_argument("--refine-moves", default=_D.refine_moves, help="column offsets a line may move by (default 1,2,3)")
     o.add_argument("--refine-slices", type=int, default=_D.refine_slices, help="training slices the refinement scores")
+    o.add_argument("--refine-propose", choices=["gradient", "all"], default=_D.refine_propose,
+                   help="reconstruct only the moves the differentiable DDS objective's gradient ranks best "
+                        "(gradient, default) or every move (all)")
+    o.add_argument("--refine-tries", type=int, default=_D.refine_tries,
+                   help="moves reconstructed per line with --refine-propose gradient (default 1)")
     o.add_argument("--steps", type=int, default=_D.steps,
                    help="Adam iterations; 0 = no learning: export the starting density (the baseline to beat)")
     o.add_argument("--epochs", type=int, default=_D.epochs, help="overrides --steps")

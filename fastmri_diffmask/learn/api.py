@@ -145,12 +145,19 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         binary = export_mask(mask, history, opts.export)
     refined = None
     if opts.refine_sweeps:
-        from .refine import refine_line_mask
+        import dataclasses
 
+        from .refine import loss_gradient, refine_line_mask
+
+        gradient = None
+        if opts.refine_propose == "gradient":  # the differentiable DDS objective proposes the moves
+            dds_obj = dataclasses.replace(obj, objective="dds")
+            gradient = lambda m: loss_gradient(prior_module, train, m, dds_obj, seed=opts.seed, device=device)  # noqa: E731
         binary, refined = refine_line_mask(prior_module, train, binary, mask.fixed, ~mask.excluded,
                                            moves=opts.refine_moves, sweeps=opts.refine_sweeps,
                                            num_slices=opts.refine_slices, dds_steps=opts.dds_steps, seed=opts.seed,
-                                           progress=not opts.quiet, device=device)
+                                           gradient=gradient, tries=opts.refine_tries, progress=not opts.quiet,
+                                           device=device)
     meta = {
         "prior": {"id": getattr(prior_module, "prior_id", "denoiser"), "sha256": getattr(prior_module, "sha256", None),
                   "source": getattr(prior_module, "source", str(prior))},

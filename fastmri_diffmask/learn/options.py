@@ -97,6 +97,12 @@ class LearnMaskOptions:
         (e.g. "1,2,3") while the DDS score (``dds_steps``) on ``refine_slices`` training slices
         rises, for up to ``refine_sweeps`` passes (:mod:`~fastmri_diffmask.learn.refine`; line
         masks; 0 = off).
+    refine_propose : {"gradient", "all"}
+        ``gradient``: per line only the ``refine_tries`` moves that the gradient of the
+        differentiable DDS objective (``objective="dds"`` with the ``recon_*`` settings) predicts
+        best are reconstructed; ``all``: every move.
+    refine_tries : int
+        Moves reconstructed per line with ``refine_propose="gradient"``.
     steps : int
         Adam iterations; 0 exports from the starting density with the same candidates and judge
         (the baseline a learned mask is measured against).
@@ -189,6 +195,8 @@ class LearnMaskOptions:
     refine_sweeps: int = 0
     refine_moves: str = "1,2,3"
     refine_slices: int = 4
+    refine_propose: str = "gradient"
+    refine_tries: int = 1
     steps: int = _LOOP.steps
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
@@ -305,7 +313,10 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
     from .refine import parse_moves
 
     parse_moves(opts.refine_moves)
-    for name in ("greedy_top_k", "greedy_adds_per_step", "search_candidates", "search_slices", "refine_slices"):
+    if opts.refine_propose not in ("gradient", "all"):
+        raise UserError(f"--refine-propose must be gradient or all, got {opts.refine_propose!r}")
+    for name in ("greedy_top_k", "greedy_adds_per_step", "search_candidates", "search_slices", "refine_slices",
+                 "refine_tries"):
         if getattr(opts, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
     if opts.init_density not in ("uniform", "vd"):
