@@ -7,7 +7,12 @@ over ``--repeats`` after one warm-up) and peak resident memory above the set-up 
 * ``tweedie``     (a) likelihood gradient w.r.t. x_t through the denoiser, double backward;
 * ``tweedie-x0``  (b) analytic gradient w.r.t. x0_hat, no backward through the denoiser;
 * ``dps-N``       N DPS steps on EDM's schedule (sigma 80 -> 0.002, rho 7), each with the
-                  likelihood gradient through the denoiser (create_graph), backprop end to end.
+                  likelihood gradient through the denoiser (create_graph), backprop end to end;
+* ``dds``         the differentiable short DDS reconstruction from the masked data (6 levels, 5 CG
+                  steps each, denoiser detached: learn/dds_unroll.py);
+* ``dds-grad``    the same, backpropagating through the denoiser as well (first order).
+
+``--size 640x368`` gives a rectangular grid (rows x columns; the line mask is over the columns).
 
 An iteration = draw a Gumbel-ST mask, build the estimate, loss, backward to the logits, Adam step.
 Batch 1, 128^2, 8 coils, the shipped architecture (``small`` preset, random weights: cost does not
@@ -37,7 +42,7 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def one(name: str, size: int, coils: int, preset: str, repeats: int, threads: int) -> dict:
+def one(name: str, size: str, coils: int, preset: str, repeats: int, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -52,9 +57,10 @@ def one(name: str, size: int, coils: int, preset: str, repeats: int, threads: in
     torch.manual_seed(0)
     prior = EDMPrecond(UNet(in_channels=2, **PRESETS[preset])).eval().requires_grad_(False)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 2, size, size, generator=g)
-    maps = torch.randn(1, coils, size, size, dtype=torch.complex64, generator=g) / coils ** 0.5
-    mask = BernoulliMask(size, 8, max(1, round(size / 12.8)))  # 10 centre lines at 128
+    h, w = (int(v) for v in size.split("x")) if "x" in size else (int(size), int(size))
+    x = torch.randn(1, 2, h, w, generator=g)
+    maps = torch.randn(1, coils, h, w, dtype=torch.complex64, generator=g) / coils ** 0.5
+    mask = BernoulliMask(w, 8, max(1, round(w / 12.8)))  # 10 centre lines at 128
     opt = torch.optim.Adam([mask.logits], lr=0.01)
 
     def step():
@@ -68,7 +74,8 @@ def one(name: str, size: int, coils: int, preset: str, repeats: int, threads: in
             x_hat = unrolled_estimate(prior, x_t, sig, lik, eta=0.05, grad="xt")
             loss = (x_hat - x).pow(2).sum()
         else:
-            loss = objective_loss(prior, mask, x, maps, ObjectiveConfig(objective=name), g)
+            cfg = ObjectiveConfig(objective="dds", denoiser_grad=True) if name == "dds-grad" else ObjectiveConfig(objective=name)
+            loss = objective_loss(prior, mask, x, maps, cfg, g)
         loss.backward()
         opt.step()
 
@@ -86,12 +93,12 @@ def one(name: str, size: int, coils: int, preset: str, repeats: int, threads: in
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--size", default="128", help="N (square) or HxW, e.g. 640x368")
     ap.add_argument("--coils", type=int, default=8)
     ap.add_argument("--preset", default="small")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--objectives", default="tweedie,tweedie-x0,dps-10,dps-25,dps-100")
+    ap.add_argument("--objectives", default="tweedie,tweedie-x0,dds,dds-grad,dps-10,dps-25,dps-100")
     ap.add_argument("--mem-limit-gb", type=float, default=14.0,
                     help="skip dps-N when the linear extrapolation of the measured dps memory exceeds this")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -109,7 +116,7 @@ def main() -> int:
                 rows.append({"objective": name, "skipped": f"needs ~{need:.1f} GB (> {args.mem_limit_gb} GB)"})
                 print(json.dumps(rows[-1]), flush=True)
                 continue
-        cmd = [sys.executable, __file__, "--one", name, "--size", str(args.size), "--coils", str(args.coils),
+        cmd = [sys.executable, __file__, "--one", name, "--size", args.size, "--coils", str(args.coils),
                "--preset", args.preset, "--repeats", str(reps), "--threads", str(args.threads)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:

@@ -67,6 +67,8 @@ def register(sub) -> None:
     o.add_argument("--refine-propose", choices=["gradient", "all"], default=_D.refine_propose,
                    help="reconstruct only the moves the differentiable DDS objective's gradient ranks best "
                         "(gradient, default) or every move (all)")
+    o.add_argument("--refine-dds-steps", type=int, default=_D.refine_dds_steps,
+                   help="DDS steps of the refinement's reconstructions (default: --dds-steps)")
     o.add_argument("--refine-tries", type=int, default=_D.refine_tries,
                    help="moves reconstructed per line with --refine-propose gradient (default 1)")
     o.add_argument("--steps", type=int, default=_D.steps,

@@ -155,8 +155,8 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
             gradient = lambda m: loss_gradient(prior_module, train, m, dds_obj, seed=opts.seed, device=device)  # noqa: E731
         binary, refined = refine_line_mask(prior_module, train, binary, mask.fixed, ~mask.excluded,
                                            moves=opts.refine_moves, sweeps=opts.refine_sweeps,
-                                           num_slices=opts.refine_slices, dds_steps=opts.dds_steps, seed=opts.seed,
-                                           gradient=gradient, tries=opts.refine_tries, progress=not opts.quiet,
+                                           num_slices=opts.refine_slices, dds_steps=opts.refine_dds_steps or opts.dds_steps,
+                                           seed=opts.seed, gradient=gradient, tries=opts.refine_tries, progress=not opts.quiet,
                                            device=device)
     meta = {
         "prior": {"id": getattr(prior_module, "prior_id", "denoiser"), "sha256": getattr(prior_module, "sha256", None),

@@ -103,6 +103,8 @@ class LearnMaskOptions:
         best are reconstructed; ``all``: every move.
     refine_tries : int
         Moves reconstructed per line with ``refine_propose="gradient"``.
+    refine_dds_steps : int or None
+        DDS steps of the refinement's reconstructions (None: ``dds_steps``, the judge's).
     steps : int
         Adam iterations; 0 exports from the starting density with the same candidates and judge
         (the baseline a learned mask is measured against).
@@ -197,6 +199,7 @@ class LearnMaskOptions:
     refine_slices: int = 4
     refine_propose: str = "gradient"
     refine_tries: int = 1
+    refine_dds_steps: int | None = None
     steps: int = _LOOP.steps
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
@@ -290,7 +293,7 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
                  "recon_cg_iters"):
         if getattr(opts, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
-    for name in ("num_train", "num_val", "epochs", "select_slices"):
+    for name in ("num_train", "num_val", "epochs", "select_slices", "refine_dds_steps"):
         if getattr(opts, name) is not None and getattr(opts, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     if not acceleration > 1:
