@@ -98,9 +98,29 @@ def acquired_range_of(path: str | Path) -> tuple[int, int]:
     return padding_from_header(header, width, where=str(path))
 
 
-def read_volume(path: Path) -> dict:
+def read_volume(path: Path, readout_crop: str = "auto") -> dict:
     """Read one fastMRI file's k-space, target, optional maps, attrs and acquired column range
-    (``"acquired"``, see :func:`acquired_range_of`), validating them."""
+    (``"acquired"``, see :func:`acquired_range_of`), validating them.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    readout_crop : {"auto", "off"}
+        ``"auto"``: where the header says the readout is oversampled (``encodedSpace x >
+        reconSpace x``), crop k-space (in image space) and the file's maps to the central
+        ``reconSpace x`` rows (:mod:`fastmri_diffmask.io.readout`); the target is unchanged.
+        ``"off"``: the arrays as stored.
+
+    Returns
+    -------
+    dict
+        ``kspace``, ``target``, ``sens_maps``, ``attrs``, ``acquired`` and ``readout``: the
+        ``(stored rows, rows now)`` of the k-space.
+    """
+    from .io.readout import check_readout_crop
+
+    check_readout_crop(readout_crop)
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -125,12 +145,118 @@ def read_volume(path: Path) -> dict:
     from .masks.acquired import padding_from_header
 
     acquired = padding_from_header(header, kspace.shape[-1], where=str(path))
+    from .io.readout import crop_readout, crop_rows, readout_rows
+
+    stored = int(kspace.shape[-2])
+    rows = readout_rows(header, stored, readout_crop, where=str(path))
+    if rows < stored:  # image-space crop of the readout to the reconSpace FOV; columns untouched
+        kspace = crop_readout(kspace, rows)
+        maps = None if maps is None else crop_rows(maps, rows)
     return {"kspace": kspace.astype(np.complex64), "target": target, "sens_maps": maps, "attrs": attrs,
-            "acquired": acquired}
+            "acquired": acquired, "readout": (stored, rows)}
+
+
+def file_shape(path: str | Path, readout_crop: str = "auto") -> tuple[int, int]:
+    """One file's k-space ``(rows, cols)`` as :func:`read_volume` gives it (after the readout
+    crop, :mod:`fastmri_diffmask.io.readout`), from the dataset's shape and the header: no
+    k-space data read."""
+    from .io.readout import readout_rows
+
+    try:
+        with h5py.File(path, "r") as f:
+            shape = tuple(int(n) for n in f["kspace"].shape)
+            header = f["ismrmrd_header"][()] if "ismrmrd_header" in f else None
+    except (OSError, KeyError):
+        raise UserError(f"{path} is not a readable fastMRI file (no 'kspace' dataset); re-create or re-download it") from None
+    if len(shape) < 3:
+        raise UserError(f"{path}: kspace must be (slices, coils, rows, cols) or (slices, rows, cols), got {shape}; "
+                        "re-create or re-download the file, or move it out of the folder")
+    return readout_rows(header, shape[-2], readout_crop, where=str(path)), shape[-1]
+
+
+def _sizes_text(counts: dict) -> str:
+    return ", ".join(f"{h}x{w}: {n} slices" for (h, w), n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _files_of_size(files: list[Path], size, readout_crop: str, where: str) -> tuple[list[Path], str | None]:
+    """The files whose k-space has matrix ``size`` (``"most-common"``: the size most slices
+    have, ties to the larger matrix), and the one-line note to print when others are skipped."""
+    shapes = {p: file_shape(p, readout_crop) for p in files}
+    counts: dict = {}
+    for p in files:
+        counts[shapes[p]] = counts.get(shapes[p], 0) + _num_slices_in(p)
+    if size == "most-common":
+        shape = max(counts, key=lambda s: (counts[s], s[0] * s[1]))
+    else:
+        shape = tuple(int(n) for n in size)
+        if shape not in counts:
+            raise UserError(f"{where} has no slices of {shape[0]}x{shape[1]} (it holds {_sizes_text(counts)}); "
+                            f"add files of that size or use a folder of one matrix size")
+    note = None
+    if len(counts) > 1:
+        skipped = sum(counts.values()) - counts[shape]
+        note = (f"note: {where} holds {len(counts)} matrix sizes ({_sizes_text(counts)}); using the {counts[shape]} "
+                f"slices of {shape[0]}x{shape[1]}, skipping {skipped} of other sizes (a mask has one size: learn one "
+                "per size from a folder holding that size)")
+    return [p for p in files if shapes[p] == shape], note
+
+
+def _read_slices(files: list[Path], num_slices, spread: bool, sens_backend: str, device, readout_crop: str) -> list:
+    """The slices of ``files`` (all, the first ``num_slices`` or, with ``spread``, that many
+    evenly spaced), each a tuple ``(kspace, maps, target, fname, slice, max, acquired, readout)``."""
+    wanted = None
+    if spread and num_slices is not None:
+        counts = [_num_slices_in(path) for path in files]
+        total = sum(counts)
+        if num_slices < total:
+            wanted = {int((j + 0.5) * total / num_slices) for j in range(max(num_slices, 0))}  # centred strata
+            starts = np.cumsum([0] + counts[:-1])
+            keep = [any(s <= j < s + c for j in wanted) for s, c in zip(starts, counts)]
+            files = [f for f, k in zip(files, keep) if k]
+            starts = [int(s) for s, k in zip(starts, keep) if k]
+    out = []
+    for f_idx, path in enumerate(files):
+        vol = read_volume(path, readout_crop)  # every file is read (and validated), as before
+        for i in range(vol["kspace"].shape[0]):
+            if wanted is not None and starts[f_idx] + i not in wanted:
+                continue
+            if num_slices is not None and len(out) >= num_slices:
+                break
+            k = vol["kspace"][i]
+            if sens_backend == "none":
+                s = np.zeros_like(k)
+            elif vol["sens_maps"] is not None and sens_backend in ("auto", "file"):
+                s = vol["sens_maps"][i]
+            elif sens_backend == "file":
+                raise UserError(f"{path} has no 'sens_maps' dataset; use --sens-backend sigpy or bart")
+            else:
+                from .recon.espirit import espirit_maps
+
+                s = espirit_maps(k, backend="sigpy" if sens_backend == "auto" else sens_backend, device=device)
+            t = vol["target"][i] if vol["target"] is not None else np.sqrt((np.abs(ifft2c_np(k)) ** 2).sum(0))
+            mx = float(vol["attrs"].get("max", np.max(vol["target"]) if vol["target"] is not None else t.max()))
+            out.append((k, s.astype(np.complex64), np.asarray(t, np.float32), path.name, i, mx, vol["acquired"],
+                        vol["readout"]))
+    return out
+
+
+def _readout_note(items: list, root) -> None:
+    crops = sorted({r for *_, r in items if r[1] < r[0]})
+    if crops:
+        sizes = ", ".join(f"{a} -> {b}" for a, b in crops)
+        print(f"note: {root}: readout oversampled; k-space cropped in image space to the reconSpace rows ({sizes}); "
+              "--readout-crop off keeps the full readout", file=sys.stderr)
+
+
+def _stack(items: list) -> SliceData:
+    ks, maps, targets, fnames, nums, maxes, acq, _ = zip(*items)
+    return SliceData(torch.from_numpy(np.stack(ks)), torch.from_numpy(np.stack(maps)),
+                     torch.from_numpy(np.stack(targets)), list(fnames), list(nums), torch.tensor(maxes), list(acq))
 
 
 def load_slices(root: str | Path, split: str | None = None, num_slices: int | None = None,
-                sens_backend: str = "auto", device="cpu", spread: bool = False) -> SliceData:
+                sens_backend: str = "auto", device="cpu", spread: bool = False, readout_crop: str = "auto",
+                size="one") -> SliceData:
     """Load fully sampled slices from the h5 files of ``root/split``.
 
     Parameters
@@ -144,6 +270,16 @@ def load_slices(root: str | Path, split: str | None = None, num_slices: int | No
         With ``num_slices``: take that many slices evenly spaced over all slices of all files
         instead of the first ones (a training subset that covers the anatomy, not one end of the
         first volume).
+    readout_crop : {"auto", "off"}
+        ``"auto"`` crops an oversampled readout to the reconSpace rows (:func:`read_volume`,
+        :mod:`fastmri_diffmask.io.readout`; one ``note:`` line on stderr says so); ``"off"``
+        keeps the stored grid.
+    size : "one", "most-common" or (int, int)
+        Matrix sizes: ``"one"`` refuses a folder whose slices differ in k-space shape;
+        ``"most-common"`` keeps only the files of the shape most slices have and ``(H, W)`` only
+        those of that shape (after the readout crop), choosing files before ``num_slices`` /
+        ``spread`` apply; one ``note:`` line on stderr names what was skipped.
+
     Returns
     -------
     SliceData
@@ -151,53 +287,54 @@ def load_slices(root: str | Path, split: str | None = None, num_slices: int | No
         as fastMRI's ``padding_left``/``padding_right``). Mixed ranges are allowed: masks use their
         intersection (:attr:`SliceData.acquired_range`) and one ``note:`` line on stderr says so.
     """
-    files = list_h5(root, split)
-    wanted = None
-    if spread and num_slices is not None:
-        counts = [_num_slices_in(path) for path in files]
-        total = sum(counts)
-        if num_slices < total:
-            wanted = {int((j + 0.5) * total / num_slices) for j in range(max(num_slices, 0))}  # centred strata
-            starts = np.cumsum([0] + counts[:-1])
-            keep = [any(s <= j < s + c for j in wanted) for s, c in zip(starts, counts)]
-            files = [f for f, k in zip(files, keep) if k]
-            starts = [int(s) for s, k in zip(starts, keep) if k]
-    ks, maps, targets, fnames, nums, maxes, acq = [], [], [], [], [], [], []
-    for f_idx, path in enumerate(files):
-        vol = read_volume(path)
-        n = vol["kspace"].shape[0]
-        for i in range(n):
-            if wanted is not None and starts[f_idx] + i not in wanted:
-                continue
-            if num_slices is not None and len(ks) >= num_slices:
-                break
-            k = vol["kspace"][i]
-            if sens_backend == "none":
-                s = np.zeros_like(k)
-            elif vol["sens_maps"] is not None and sens_backend in ("auto", "file"):
-                s = vol["sens_maps"][i]
-            elif sens_backend == "file":
-                raise UserError(f"{path} has no 'sens_maps' dataset; use --sens-backend sigpy or bart")
-            else:
-                from .recon.espirit import espirit_maps
+    from .io.readout import check_readout_crop
 
-                s = espirit_maps(k, backend="sigpy" if sens_backend == "auto" else sens_backend, device=device)
-            ks.append(k)
-            maps.append(s.astype(np.complex64))
-            t = vol["target"][i] if vol["target"] is not None else np.sqrt((np.abs(ifft2c_np(k)) ** 2).sum(0))
-            targets.append(np.asarray(t, np.float32))
-            fnames.append(path.name)
-            nums.append(i)
-            acq.append(vol["acquired"])
-            maxes.append(float(vol["attrs"].get("max", np.max(vol["target"]) if vol["target"] is not None else t.max())))
-    shapes = {k.shape for k in ks}
+    check_readout_crop(readout_crop)
+    files = list_h5(root, split)
+    note = None
+    if not (isinstance(size, str) and size == "one"):
+        if isinstance(size, str) and size != "most-common":
+            raise UserError(f"size must be 'one', 'most-common' or (rows, cols), got {size!r}")
+        where = str(Path(root) / split) if split and (Path(root) / split).is_dir() else str(root)
+        files, note = _files_of_size(files, size, readout_crop, where)
+    items = _read_slices(files, num_slices, spread, sens_backend, device, readout_crop)
+    if not items:
+        raise UserError(f"no slices to load from {root}" + (f"/{split}" if split else "") + "; check --num-slices and the files")
+    shapes = {it[0].shape for it in items}
     if len(shapes) > 1:
         raise UserError(f"slices in {root} have different shapes {sorted(shapes)}; use one matrix size per folder")
+    if note:
+        print(note, file=sys.stderr)
+    _readout_note(items, root)
+    acq = [it[6] for it in items]
     if len(set(acq)) > 1:  # masks use the columns acquired in every slice
         from .masks.acquired import common_range
 
         (a, b), _ = common_range(acq)
         print(f"note: slices in {root} have different acquired column ranges {sorted(set(acq))}; "
               f"masks use their intersection [{a}, {b})", file=sys.stderr)
-    return SliceData(torch.from_numpy(np.stack(ks)), torch.from_numpy(np.stack(maps)),
-                     torch.from_numpy(np.stack(targets)), fnames, nums, torch.tensor(maxes), acq)
+    return _stack(items)
+
+
+def load_slice_groups(root: str | Path, split: str | None = None, num_slices: int | None = None,
+                      sens_backend: str = "auto", device="cpu", spread: bool = False,
+                      readout_crop: str = "auto") -> list[SliceData]:
+    """Load slices as :func:`load_slices` does, allowing several matrix sizes: one
+    :class:`SliceData` per k-space shape, the largest group first (ties: the larger matrix).
+
+    ``num_slices`` / ``spread`` apply over all slices of all files before grouping, so the
+    groups keep the sizes' shares of the folder. For training a size-agnostic prior
+    (``train-prior`` draws each batch from one group).
+    """
+    from .io.readout import check_readout_crop
+
+    check_readout_crop(readout_crop)
+    items = _read_slices(list_h5(root, split), num_slices, spread, sens_backend, device, readout_crop)
+    if not items:
+        raise UserError(f"no slices to load from {root}" + (f"/{split}" if split else "") + "; check --num-slices and the files")
+    _readout_note(items, root)
+    groups: dict = {}
+    for it in items:
+        groups.setdefault(it[0].shape, []).append(it)
+    order = sorted(groups, key=lambda s: (-len(groups[s]), -s[-2] * s[-1]))
+    return [_stack(groups[s]) for s in order]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import h5py
@@ -45,25 +46,35 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=4, help="DPS / DDS slices per batch")
     p.add_argument("--num-slices", type=int, help="stop after this many slices")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--readout-crop", default="auto", choices=["auto", "off"],
+                   help="auto (default): crop an oversampled readout (header encodedSpace x > reconSpace x) to the "
+                        "reconSpace rows in image space before masks, maps and reconstruction; off: the stored grid")
     add_device_argument(p)
     p.set_defaults(func=run)
 
 
-def _check_files(files, num_slices: int | None) -> list[tuple[Path, tuple, int]]:
+def _check_files(files, num_slices: int | None, readout_crop: str = "auto") -> list[tuple[Path, tuple, int]]:
     """Read and validate every file the run will use (all of them, or the first ones holding
     ``num_slices`` slices), one at a time: ``(path, kspace shape, slices used)`` each. Nothing is
     kept in memory and nothing is written, so a bad file anywhere fails before any output."""
     from ..dataset import read_volume
 
-    plan, left = [], num_slices
+    plan, left, crops = [], num_slices, set()
     for path in files:
-        shape = read_volume(path)["kspace"].shape  # raises UserError with one line on bad content
+        vol = read_volume(path, readout_crop)  # raises UserError with one line on bad content
+        shape = vol["kspace"].shape
+        if vol["readout"][1] < vol["readout"][0]:
+            crops.add(vol["readout"])
         n = shape[0] if left is None else min(left, shape[0])
         plan.append((path, shape, n))
         if left is not None:
             left -= n
             if left <= 0:
                 break
+    if crops:
+        print("recon: readout oversampled; k-space cropped in image space to the reconSpace rows ("
+              + ", ".join(f"{a} -> {b}" for a, b in sorted(crops)) + "); --readout-crop off keeps the full readout",
+              file=sys.stderr)
     return plan
 
 
@@ -114,7 +125,7 @@ def run(args) -> int:
     s = ReconSettings(method=args.method, lamda=args.lamda, max_iter=args.max_iter, steps=args.steps, zeta=args.zeta,
                       churn=args.churn, dc_weight=args.dc_weight, dc_every=args.dc_every, cg_iters=args.cg_iters, batch=args.batch,
                       sens=args.sens_maps, seed=args.seed, device=args.device)
-    plan = _check_files(files, args.num_slices)  # every file used is validated before anything is written
+    plan = _check_files(files, args.num_slices, args.readout_crop)  # every file used is validated before anything is written
     masks = {p.name: make_mask(args.mask_type, shape[-2:], args.acceleration, args.num_low_frequencies,
                                seed=volume_seed(p.name, args.seed), mask_file=args.learned_mask,
                                acquired=acquired_range_of(p)) for p, shape, _ in plan}
@@ -131,7 +142,7 @@ def run(args) -> int:
         rows = []
         with tqdm(total=sum(n for _, _, n in plan), desc=f"recon {args.method}", unit="slice") as bar:
             for path, _, n in plan:
-                vol = read_volume(path)
+                vol = read_volume(path, args.readout_crop)
                 k = vol["kspace"][:n]
                 m = masks[path.name]
                 maps = np.stack([sens_maps_for(k[i] * m.mask, None if vol["sens_maps"] is None else vol["sens_maps"][i],

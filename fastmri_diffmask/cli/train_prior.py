@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -24,13 +25,16 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-train", type=int, default=None, help="use N slices spread evenly over the split (as learn-mask's --num-train)")
     p.add_argument("--sens-backend", default="auto", choices=["auto", "file", "sigpy", "bart"])
+    p.add_argument("--readout-crop", default="auto", choices=["auto", "off"],
+                   help="auto (default): crop an oversampled readout (header encodedSpace x > reconSpace x) to the "
+                        "reconSpace rows in image space before training; off: train on the stored grid")
     p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt.safetensors, or from its shards (training/README.md)")
     add_device_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..dataset import load_slices
+    from ..dataset import load_slice_groups
     from ..prior.train import TrainConfig, train_prior
 
     out = Path(args.out)
@@ -43,11 +47,16 @@ def run(args) -> int:
         raise UserError("--lr must be > 0")
     if args.num_train is not None and args.num_train < 1:
         raise UserError("--num-train must be >= 1")
-    data = load_slices(args.data, args.split, num_slices=args.num_train, sens_backend=args.sens_backend, spread=True)
+    groups = load_slice_groups(args.data, args.split, num_slices=args.num_train, sens_backend=args.sens_backend,
+                               spread=True, readout_crop=args.readout_crop)
+    if len(groups) > 1:  # the denoiser pads any size: every batch comes from one size (prior/train.py)
+        sizes = ", ".join(f"{g.kspace.shape[-2]}x{g.kspace.shape[-1]}: {len(g.fnames)} slices" for g in groups)
+        print(f"train-prior: {len(groups)} matrix sizes ({sizes}); batches drawn per size", file=sys.stderr)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, preset=args.size_preset, seed=args.seed,
                       checkpoint_every=args.checkpoint_every, ema_decay=args.ema_decay)
     t0 = time.time()
-    card = train_prior(data.images, out, cfg, resume=args.resume, device=args.device,
+    images = groups[0].images if len(groups) == 1 else [g.images for g in groups]
+    card = train_prior(images, out, cfg, resume=args.resume, device=args.device,
                        data_id=f"{Path(args.data).name}/{args.split}")
     card.pop("_ema")
     card["wall_seconds_this_run"] = round(time.time() - t0, 1)

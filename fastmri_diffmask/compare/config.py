@@ -45,6 +45,7 @@ class StudyConfig:
     accelerations: list[float] = dataclasses.field(default_factory=lambda: [4.0, 8.0])
     num_low_frequencies: dict[float, int] | int | None = None
     sens_maps: str = "espirit-bart"
+    readout_crop: str = "auto"                # auto | off: crop an oversampled readout (io/readout.py)
     masks: list[MaskSpec] = dataclasses.field(default_factory=list)
     methods: list[MethodSpec] = dataclasses.field(default_factory=list)
     reference: str | None = None              # mask name the paired differences are taken against
@@ -80,7 +81,7 @@ METHOD_OPTIONS = {"zero-filled": (), "bart-l1": ("lamda", "max_iter"), "sigpy-l1
                   "dds": ("steps", "churn", "batch", "dc_weight", "cg_iters")}
 #: learn-mask flags a mask's ``learn`` mapping may not set: the study sets them per cell. It may set
 #: any :class:`~fastmri_diffmask.learn.api.LearnMaskOptions` field (``-`` or ``_``).
-STUDY_LEARN_FLAGS = ("data", "prior", "kind", "acceleration", "out", "device")
+STUDY_LEARN_FLAGS = ("data", "prior", "kind", "acceleration", "out", "device", "readout_crop")
 
 
 def _mask_spec(m, where: str) -> MaskSpec:
@@ -196,6 +197,8 @@ def parse_config(raw: dict, base: Path = Path("."), where: str = "config") -> St
         raise UserError(f"{where}: kind must be line or point, got {cfg.kind!r}")
     if cfg.sens_maps not in SENS_CHOICES:
         raise UserError(f"{where}: sens_maps must be one of {', '.join(SENS_CHOICES)}")
+    if cfg.readout_crop not in ("auto", "off"):
+        raise UserError(f"{where}: readout_crop must be auto or off, got {cfg.readout_crop!r}")
     names = [m.name for m in cfg.masks]
     if len(set(names)) != len(names):
         raise UserError(f"{where}: mask names must be unique, got {names}")

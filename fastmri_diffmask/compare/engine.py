@@ -72,7 +72,7 @@ def learned_mask_path(cfg: StudyConfig, spec: MaskSpec, acceleration: float, out
         return path
     from ..learn.api import LearnMaskOptions, learn_mask_file
 
-    study = {"seed": cfg.seed}
+    study = {"seed": cfg.seed, "readout_crop": cfg.readout_crop}  # the study's readout grid, as its data
     if not progress:
         study["quiet"] = True
     if cfg.nlf(acceleration) is not None:
@@ -152,7 +152,7 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
     check_mask_files(cfg, todo)
     ensure_data(cfg)
     data = load_slices(cfg.data, cfg.split, num_slices=cfg.num_slices,
-                       sens_backend="file" if cfg.sens_maps == "file" else "none")
+                       sens_backend="file" if cfg.sens_maps == "file" else "none", readout_crop=cfg.readout_crop)
     kspace = data.kspace.numpy()
     target = data.target.numpy()
     shape = kspace.shape[-2:]

@@ -22,6 +22,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from safetensors.torch import save_file
@@ -98,10 +99,17 @@ def _load_checkpoint(path: Path, model, ema, opt, gen: torch.Generator) -> tuple
     return int(meta["step"]), json.loads(meta.get("log", "[]"))
 
 
-def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume: bool = False,
-                device="auto", data_id: str = "unknown", progress: bool = True) -> dict:
+def train_prior(images: torch.Tensor | Sequence[torch.Tensor], out: str | Path, cfg: TrainConfig,
+                resume: bool = False, device="auto", data_id: str = "unknown", progress: bool = True) -> dict:
     """Train an EDM UNet prior on complex images ``(N, H, W)`` and write ``out`` (EMA weights),
     ``out.json`` (card) and ``<out>.ckpt.safetensors`` (resumable checkpoint) and ``<out>.csv``.
+
+    ``images`` may also be a list of such tensors of different matrix sizes (a fastMRI brain
+    folder): the denoiser is size-agnostic (it pads any size, :mod:`.padding`), so each step
+    draws its whole batch from one size, chosen with probability proportional to that size's
+    number of images; nothing is cropped or padded to a common size. One tensor trains exactly
+    as before (no extra random draw). The card's ``image_size`` is the first tensor's size,
+    ``image_sizes`` lists all.
 
     Returns the card dict.
     """
@@ -122,8 +130,12 @@ def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume:
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
             own_group = True
     out = Path(out)
-    h, w = images.shape[-2:]  # any H x W: EDMPrecond reflect-pads to the UNet's multiple and crops back
-    data = scaled_training_images(images).to(dev)
+    groups = [images] if isinstance(images, torch.Tensor) else list(images)
+    if not groups or any(len(g) == 0 for g in groups):
+        raise UserError("train-prior needs at least one training image of each matrix size; check the data folder")
+    h, w = groups[0].shape[-2:]  # any H x W: EDMPrecond reflect-pads to the UNet's multiple and crops back
+    data = [scaled_training_images(g).to(dev) for g in groups]
+    weights = torch.tensor([float(len(d)) for d in data])
     torch.manual_seed(cfg.seed)
     model = EDMPrecond(UNet(in_channels=2, **PRESETS[cfg.preset])).to(dev)
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -145,8 +157,9 @@ def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume:
     t0, losses = time.time(), []
     bar = tqdm(total=cfg.steps, initial=step, desc="train-prior", unit="step", disable=not progress or rank != 0)
     while step < cfg.steps:
-        idx = torch.randint(len(data), (cfg.batch,), generator=gen)
-        x0 = _augment(data[idx].cpu(), gen, cfg).to(dev)
+        group = data[0] if len(data) == 1 else data[int(torch.multinomial(weights, 1, generator=gen))]
+        idx = torch.randint(len(group), (cfg.batch,), generator=gen)  # one matrix size per batch
+        x0 = _augment(group[idx].cpu(), gen, cfg).to(dev)
         sigma = sample_sigma(cfg.batch, gen).to(dev)
         noise = torch.randn(x0.shape, generator=gen).to(dev)
         for group in opt.param_groups:
@@ -172,8 +185,9 @@ def train_prior(images: torch.Tensor, out: str | Path, cfg: TrainConfig, resume:
     bar.close()
     card = {
         "kind": "edm-unet", "unet": model.backbone.config, "sigma_data": model.sigma_data,
-        "image_size": [h, w], "scaling": "complex image / 99th percentile of magnitude",
-        "data": data_id, "num_images": len(data), "train": dataclasses.asdict(cfg), "steps": step,
+        "image_size": [h, w], "image_sizes": [list(d.shape[-2:]) for d in data],
+        "scaling": "complex image / 99th percentile of magnitude",
+        "data": data_id, "num_images": sum(len(d) for d in data), "train": dataclasses.asdict(cfg), "steps": step,
         "parameters": sum(p.numel() for p in model.parameters()),
         "final_loss": log[-1]["loss"] if log else None, "world_size": world,
     }
