@@ -82,6 +82,9 @@ def register(sub) -> None:
     o.add_argument("--seed", type=int, default=_D.seed)
     o.add_argument("--num-train", type=int, default=_D.num_train, help="use N training slices evenly spread over the training set (default all)")
     o.add_argument("--num-val", type=int, default=_D.num_val, help="use the first N validation slices")
+    o.add_argument("--readout-crop", choices=["auto", "off"], default=_D.readout_crop,
+                   help="auto (default): crop an oversampled readout (header encodedSpace x > reconSpace x) to the "
+                        "reconSpace rows in image space; off: the stored grid")
     o.add_argument("--val-every", type=int, default=_D.val_every, help="validate every N steps (default one epoch, at least 25 steps; 0 never)")
     o.add_argument("--dps-every", type=int, default=_D.dps_every, help="full DPS validation every K validations (0 off)")
     o.add_argument("--dps-steps", type=int, default=_D.dps_steps, help="DPS steps of DPS validation and the DPS judge")

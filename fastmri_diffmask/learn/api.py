@@ -97,8 +97,10 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     if opts.init_from:
         src = load_mask_file(opts.init_from)
         init_logits = torch.from_numpy(np.nan_to_num(src.logits, posinf=0.0, neginf=0.0))
-    train = load_slices(data, "train", num_slices=opts.num_train, spread=True)
-    val = load_slices(data, "val", num_slices=opts.num_val)
+    train = load_slices(data, "train", num_slices=opts.num_train, spread=True, readout_crop=opts.readout_crop,
+                        size="most-common")  # a mask has one size: the one most training slices have
+    val = load_slices(data, "val", num_slices=opts.num_val, readout_crop=opts.readout_crop,
+                      size=tuple(train.kspace.shape[-2:]))
     h, w = train.kspace.shape[-2:]
     _check_prior(prior_module, h, w)
     shape = (w,) if kind == "line" else (h, w)

@@ -123,6 +123,10 @@ class LearnMaskOptions:
     num_train, num_val : int or None
         Use only N training slices, evenly spread over the training set
         (:func:`~fastmri_diffmask.dataset.load_slices` with ``spread``), / the first N validation slices.
+    readout_crop : {"auto", "off"}
+        ``auto``: crop an oversampled readout (header ``encodedSpace x > reconSpace x``, fastMRI
+        knee) to the reconSpace rows in image space before learning (:mod:`fastmri_diffmask.io.readout`);
+        ``off``: the stored grid.
     val_every : int or None
         Validate every N steps (default one epoch, at least 25 steps; 0 never).
     dps_every : int
@@ -210,6 +214,7 @@ class LearnMaskOptions:
     seed: int = _LOOP.seed
     num_train: int | None = None
     num_val: int | None = None
+    readout_crop: str = "auto"
     val_every: int | None = _LOOP.val_every
     dps_every: int = _LOOP.dps_every
     dps_steps: int = 50            # a 25-step DPS ranks masks unlike a 100-step one (BENCHMARKS.md)
