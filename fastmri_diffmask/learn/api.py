@@ -160,6 +160,8 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                                            num_slices=opts.refine_slices, dds_steps=opts.refine_dds_steps or opts.dds_steps,
                                            seed=opts.seed, gradient=gradient, tries=opts.refine_tries, progress=not opts.quiet,
                                            device=device)
+        if order is not None:  # a nested / greedy order: a moved line takes its new column's place
+            order = _swap_moves(order, refined["moves"])
     meta = {
         "prior": {"id": getattr(prior_module, "prior_id", "denoiser"), "sha256": getattr(prior_module, "sha256", None),
                   "source": getattr(prior_module, "source", str(prior))},
@@ -191,6 +193,18 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     for p in out.parent.glob(out.name + ".ckpt*"):
         p.unlink()
     return out
+
+
+def _swap_moves(order, moves) -> np.ndarray:
+    """The priority order after the refinement's moves: each ``from`` column's entry becomes the
+    ``to`` column and vice versa (so the nested masks of coarser accelerations keep their sizes)."""
+    order = np.asarray(order, dtype=np.int64).copy()
+    for move in moves:
+        i, j = np.flatnonzero(order == move["from"]), np.flatnonzero(order == move["to"])
+        order[i] = move["to"]
+        if j.size:
+            order[j] = move["from"]
+    return order
 
 
 def _learn_greedy(prior, train, kind, acceleration, nlf, obj, opts, device):
