@@ -27,8 +27,6 @@ their recon x), so ``auto`` leaves them alone.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 import numpy as np
 
 from ..errors import UserError
@@ -67,14 +65,9 @@ def header_readout(header, where: str = "file") -> tuple[int | None, int | None]
     """
     if header is None:
         return None, None
-    from ..masks.acquired import _int_at
+    from ..masks.acquired import _int_at, header_root
 
-    if isinstance(header, np.ndarray):
-        header = header.tobytes() if header.dtype.kind in "SV" else str(header)
-    try:
-        root = ET.fromstring(header)
-    except ET.ParseError as e:
-        raise UserError(f"{where}: ismrmrd_header is not valid XML ({e}); re-create the file") from None
+    root = header_root(header, where)
     enc = _int_at(root, ("encoding", "encodedSpace", "matrixSize", "x"), where)
     rec = _int_at(root, ("encoding", "reconSpace", "matrixSize", "x"), where)
     return enc, rec

@@ -55,6 +55,17 @@ def _find(root, path: Sequence[str]):
     return None
 
 
+def header_root(header, where: str = "file"):
+    """The parsed ``ismrmrd_header`` (bytes, str or a numpy bytes array) as an XML element; a
+    one-line :class:`UserError` when it is not XML."""
+    if isinstance(header, np.ndarray):
+        header = header.tobytes() if header.dtype.kind in "SV" else str(header)
+    try:
+        return ET.fromstring(header)
+    except ET.ParseError as e:
+        raise UserError(f"{where}: ismrmrd_header is not valid XML ({e}); re-create the file") from None
+
+
 def _int_at(root, path: Sequence[str], where: str) -> int | None:
     el = _find(root, path)
     if el is None or el.text is None or not el.text.strip():
@@ -94,12 +105,7 @@ def padding_from_header(header, width: int, where: str = "file") -> tuple[int, i
     width = int(width)
     if header is None:
         return 0, width
-    if isinstance(header, np.ndarray):
-        header = header.tobytes() if header.dtype.kind in "SV" else str(header)
-    try:
-        root = ET.fromstring(header)
-    except ET.ParseError as e:
-        raise UserError(f"{where}: ismrmrd_header is not valid XML ({e}); re-create the file") from None
+    root = header_root(header, where)
     enc_y = _int_at(root, ("encoding", "encodedSpace", "matrixSize", "y"), where)
     lims = ("encoding", "encodingLimits", "kspace_encoding_step_1")
     center = _int_at(root, lims + ("center",), where)
