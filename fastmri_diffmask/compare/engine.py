@@ -151,8 +151,9 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
         return sorted(cell_dir.glob("*.json")) if cell_dir.is_dir() else []
     check_mask_files(cfg, todo)
     ensure_data(cfg)
-    data = load_slices(cfg.data, cfg.split, num_slices=cfg.num_slices,
-                       sens_backend="file" if cfg.sens_maps == "file" else "none", readout_crop=cfg.readout_crop)
+    data = load_slices(cfg.data, cfg.split, num_slices=cfg.num_slices,  # a mixed folder: its most common size
+                       sens_backend="file" if cfg.sens_maps == "file" else "none", readout_crop=cfg.readout_crop,
+                       size="most-common")
     kspace = data.kspace.numpy()
     target = data.target.numpy()
     shape = kspace.shape[-2:]
