@@ -256,7 +256,7 @@ def _stack(items: list) -> SliceData:
 
 def load_slices(root: str | Path, split: str | None = None, num_slices: int | None = None,
                 sens_backend: str = "auto", device="cpu", spread: bool = False, readout_crop: str = "auto",
-                size="one") -> SliceData:
+                size="one", notes: bool = True) -> SliceData:
     """Load fully sampled slices from the h5 files of ``root/split``.
 
     Parameters
@@ -279,6 +279,9 @@ def load_slices(root: str | Path, split: str | None = None, num_slices: int | No
         ``"most-common"`` keeps only the files of the shape most slices have and ``(H, W)`` only
         those of that shape (after the readout crop), choosing files before ``num_slices`` /
         ``spread`` apply; one ``note:`` line on stderr names what was skipped.
+    notes : bool
+        Print the ``note:`` lines (sizes skipped, readout cropped, mixed acquired ranges) on
+        stderr; ``False`` for a second load of slices already reported.
 
     Returns
     -------
@@ -303,6 +306,8 @@ def load_slices(root: str | Path, split: str | None = None, num_slices: int | No
     shapes = {it[0].shape for it in items}
     if len(shapes) > 1:
         raise UserError(f"slices in {root} have different shapes {sorted(shapes)}; use one matrix size per folder")
+    if not notes:
+        return _stack(items)
     if note:
         print(note, file=sys.stderr)
     _readout_note(items, root)

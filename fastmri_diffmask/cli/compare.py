@@ -45,12 +45,8 @@ def run_config(cfg, out: Path, shard=None, merge_only=False, no_merge=False, dev
         return 0
     if not any((out / "cells").glob("*.json")):
         raise UserError(f"no finished cells in {out / 'cells'} to merge; run the study (or its shards) first")
-    import contextlib
-    import io
-
-    with contextlib.redirect_stderr(io.StringIO()):  # the study printed the mixed-size note already
-        targets = load_slices(cfg.data, cfg.split, num_slices=2, sens_backend="none",
-                              readout_crop=cfg.readout_crop, size="most-common").target.numpy()
+    targets = load_slices(cfg.data, cfg.split, num_slices=2, sens_backend="none", readout_crop=cfg.readout_crop,
+                          size="most-common", notes=False).target.numpy()  # the study printed its notes
     rep = write_report(out, cfg.reference, targets)
     if rep:
         print(rep["summary"])
