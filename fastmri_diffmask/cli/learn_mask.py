@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from ..learn.api import OPTIMIZERS, LearnMaskOptions
-from ..learn.loop import EXPORTS, SAMPLINGS, SELECTS
+from ..learn.config import EXPORTS, SAMPLINGS, SELECTS
 from ..learn.objective import OBJECTIVES, RECON_INITS
 from .main import add_device_argument
 

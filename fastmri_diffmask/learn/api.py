@@ -1,10 +1,11 @@
 """Learn a line or point sampling mask and write it as a mask file: the library behind
 ``fastmri-diffmask learn-mask`` and the ``learn`` entries of ``compare`` study configs.
 
-:func:`learn_mask_file` trains the logits of a :class:`~fastmri_diffmask.masks.bernoulli.BernoulliMask`
-on the ``train`` split through the Tweedie objective (:mod:`fastmri_diffmask.learn.tweedie`),
-validates on the ``val`` split, and writes a mask file (:mod:`fastmri_diffmask.masks.file`) with
-its provenance plus a PNG of the learned probabilities and mask next to it (:func:`preview_path`).
+:func:`learn_mask_file` starts a :class:`~fastmri_diffmask.masks.bernoulli.BernoulliMask` from a
+density, optionally trains its logits on the ``train`` split (Adam through an objective of
+:mod:`fastmri_diffmask.learn.objective`) or runs a greedy learner instead, exports an exact-budget
+mask judged on the ``val`` split, refines it by moving lines (:mod:`fastmri_diffmask.learn.refine`),
+and writes a mask file (:mod:`fastmri_diffmask.masks.file`) with its provenance plus a PNG of the learned probabilities and mask next to it (:func:`preview_path`).
 Its options are the fields of :class:`~.options.LearnMaskOptions`, named like the ``learn-mask`` flags.
 Bad input raises a one-line :class:`~fastmri_diffmask.errors.UserError`, before any output.
 
@@ -24,7 +25,6 @@ import torch
 
 from ..errors import UserError
 from .loop import LearnConfig, default_num_low_frequencies, export_mask, learn_mask, learn_nested
-from .objective import ObjectiveConfig
 from .options import KINDS, OPTIMIZERS, OPTION_NAMES, LearnMaskOptions, check_inputs, parse_flatten  # noqa: F401
 
 
@@ -114,12 +114,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     nlf = opts.num_low_frequencies
     if nlf is None:  # nested masks need a centre that fits the coarsest level (4R)
         nlf = default_num_low_frequencies(w, 4 * acceleration if opts.nested else acceleration)
-    obj = ObjectiveConfig(objective=opts.objective, loss=opts.loss, eta=opts.eta, p_mean=opts.sigma_mean,
-                          p_std=opts.sigma_std, meas_noise=opts.meas_noise, unroll_steps=opts.unroll_steps,
-                          unroll_sigma_end=opts.unroll_sigma_end, init=opts.init, relaxed=opts.relaxed,
-                          mask_form=opts.mask_form, recon_steps=opts.recon_steps,
-                          recon_sigma_start=opts.recon_sigma_start, recon_dc_weight=opts.recon_dc_weight,
-                          recon_cg_iters=opts.recon_cg_iters, recon_init=opts.recon_init, denoiser_grad=opts.denoiser_grad)
+    obj = opts.objective_config()
     cfg = LearnConfig(objective=obj, steps=opts.steps, epochs=opts.epochs, batch=opts.batch, lr=opts.lr,
                       lr_schedule=opts.lr_schedule, tau=opts.tau, tau_end=opts.tau_end, seed=opts.seed,
                       val_every=opts.val_every, dps_every=opts.dps_every, dps_steps=opts.dps_steps, dds_steps=opts.dds_steps,

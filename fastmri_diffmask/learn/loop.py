@@ -29,7 +29,7 @@ import torch
 from ..errors import UserError
 from ..masks.bernoulli import BernoulliMask, centre_distance
 from ..utils import atomic_path
-from .config import EXPORTS, MIN_VAL_EVERY, SAMPLINGS, SELECTS, LearnConfig  # noqa: F401 - re-exported
+from .config import MIN_VAL_EVERY, LearnConfig
 from .objective import objective_loss
 from .validate import Validator, choose_sampled, scaled_batch
 

@@ -246,6 +246,16 @@ class LearnMaskOptions:
     checkpoint_every: int = _LOOP.checkpoint_every
     quiet: bool = False
 
+    def objective_config(self) -> ObjectiveConfig:
+        """The :class:`~fastmri_diffmask.learn.objective.ObjectiveConfig` these options name."""
+        return ObjectiveConfig(objective=self.objective, loss=self.loss, eta=self.eta, p_mean=self.sigma_mean,
+                               p_std=self.sigma_std, meas_noise=self.meas_noise, unroll_steps=self.unroll_steps,
+                               unroll_sigma_end=self.unroll_sigma_end, init=self.init, relaxed=self.relaxed,
+                               mask_form=self.mask_form, recon_steps=self.recon_steps,
+                               recon_sigma_start=self.recon_sigma_start, recon_dc_weight=self.recon_dc_weight,
+                               recon_cg_iters=self.recon_cg_iters, recon_init=self.recon_init,
+                               denoiser_grad=self.denoiser_grad)
+
     @classmethod
     def from_flags(cls, *mappings: Mapping[str, Any]) -> "LearnMaskOptions":
         """Options from flag-style mappings (a study config's ``learn``), later ones overriding.
@@ -322,6 +332,7 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
     for name, allowed in (("export", EXPORTS), ("export_sampling", SAMPLINGS), ("export_select", SELECTS)):
         if getattr(opts, name) not in allowed:  # before any loading (a study config's learn: keys land here)
             raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got {getattr(opts, name)!r}")
+    opts.objective_config().validate()  # objective names and ranges, before any loading
     if opts.optimizer not in OPTIMIZERS:
         raise UserError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {opts.optimizer!r}")
     if opts.optimizer != "adam" and opts.nested:
