@@ -39,12 +39,7 @@ from pathlib import Path
 OBJECTIVES = ("tweedie", "tweedie-x0", "dds")
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from bench_objective import _rss_mb  # noqa: E402 - the sibling benchmark's resident-memory reader
 
 
 def one(spec: dict) -> dict:

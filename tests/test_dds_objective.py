@@ -84,13 +84,12 @@ def test_linear_form_gives_unsampled_lines_a_gradient_and_paper_form_does_not():
 
 
 def test_the_objective_never_starts_from_the_truth():
-    """Two truths with the same masked measurements give the same reconstruction."""
+    """The estimate uses only the sampled k-space: replacing every unsampled entry of the data by
+    another image's gives the same reconstruction (a start from the truth would not)."""
     prior, x, maps, y, noise, weight, g = _problem(seed=3)
     mask = torch.zeros(1, 1, 1, 8, dtype=torch.float64)
     mask[..., 2:6] = 1
     other = x + to_complex(torch.randn(1, 2, 8, 8, generator=g, dtype=torch.float64))
-    # make `other` agree with x on the sampled columns of every coil: not possible in general, so compare
-    # through the data term instead: the estimate only depends on mask * y
     cfg = ObjectiveConfig(objective="dds", mask_form="linear", recon_steps=2).validate()
     a = estimate(prior, to_channels(x), maps, mask, cfg, torch.ones(1), noise)
     y_other = MultiCoilOperator(maps)(other)
