@@ -28,6 +28,15 @@ def register(sub) -> None:
     p.add_argument("--readout-crop", default="auto", choices=["auto", "off"],
                    help="auto (default): crop an oversampled readout (header encodedSpace x > reconSpace x) to the "
                         "reconSpace rows in image space before training; off: train on the stored grid")
+    p.add_argument("--augment", default="basic", choices=["basic", "full"],
+                   help="basic (default): left-right flips and a global phase; full: also rotation, zoom and shift "
+                        "(head size and position), contrast (gamma) and a smooth random phase (prior/augment.py)")
+    p.add_argument("--init", default=None, metavar="PRIOR",
+                   help="start from this prior's weights (a .safetensors prior file, or 'default') instead of random "
+                        "ones: fine-tuning; ignored when --resume finds a checkpoint")
+    p.add_argument("--val-split", default=None, metavar="SPLIT",
+                   help="sub-folder of --data with validation slices: at every checkpoint the EMA weights' denoising "
+                        "loss on them is logged and the best weights so far kept in <out>.best.safetensors")
     p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt.safetensors, or from its shards (training/README.md)")
     add_device_argument(p)
     p.set_defaults(func=run)
@@ -47,17 +56,24 @@ def run(args) -> int:
         raise UserError("--lr must be > 0")
     if args.num_train is not None and args.num_train < 1:
         raise UserError("--num-train must be >= 1")
+    if args.init is not None and args.init != "default" and not Path(args.init).is_file():
+        raise UserError(f"--init {args.init}: no such prior file; give a .safetensors prior or 'default'")
     groups = load_slice_groups(args.data, args.split, num_slices=args.num_train, sens_backend=args.sens_backend,
                                spread=True, readout_crop=args.readout_crop)
     if len(groups) > 1:  # the denoiser pads any size: every batch comes from one size (prior/train.py)
         sizes = ", ".join(f"{g.kspace.shape[-2]}x{g.kspace.shape[-1]}: {len(g.fnames)} slices" for g in groups)
         print(f"train-prior: {len(groups)} matrix sizes ({sizes}); batches drawn per size", file=sys.stderr)
+    val = None
+    if args.val_split is not None:
+        val = [g.images for g in load_slice_groups(args.data, args.val_split, sens_backend=args.sens_backend,
+                                                   readout_crop=args.readout_crop)]
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, preset=args.size_preset, seed=args.seed,
-                      checkpoint_every=args.checkpoint_every, ema_decay=args.ema_decay)
+                      checkpoint_every=args.checkpoint_every, ema_decay=args.ema_decay, augment=args.augment,
+                      init=args.init)
     t0 = time.time()
     images = groups[0].images if len(groups) == 1 else [g.images for g in groups]
     card = train_prior(images, out, cfg, resume=args.resume, device=args.device,
-                       data_id=f"{Path(args.data).name}/{args.split}")
+                       data_id=f"{Path(args.data).name}/{args.split}", val_images=val)
     card.pop("_ema")
     card["wall_seconds_this_run"] = round(time.time() - t0, 1)
     print(json.dumps({k: card[k] for k in ("steps", "final_loss", "parameters", "wall_seconds_this_run")}))

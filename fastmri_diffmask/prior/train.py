@@ -32,6 +32,7 @@ from ..errors import UserError
 from ..physics import percentile_scale, to_channels
 from ..utils import atomic_path, resolve_device
 from . import shards
+from .augment import MODES, AugmentConfig, augment
 from .edm import EDMPrecond, edm_loss, sample_sigma
 from .unet import PRESETS, UNet
 from .weights import save_prior
@@ -50,6 +51,8 @@ class TrainConfig:
     phase_augment: bool = True
     flip_augment: bool = True
     log_every: int = 50
+    augment: str = "basic"
+    init: str | None = None
 
 
 def scaled_training_images(images: torch.Tensor) -> torch.Tensor:
@@ -58,6 +61,8 @@ def scaled_training_images(images: torch.Tensor) -> torch.Tensor:
 
 
 def _augment(x: torch.Tensor, g: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
+    if cfg.augment != "basic":
+        return augment(x, g, AugmentConfig(mode=cfg.augment))
     b = x.shape[0]
     if cfg.flip_augment:
         flip = torch.rand(b, generator=g) < 0.5
@@ -67,6 +72,40 @@ def _augment(x: torch.Tensor, g: torch.Generator, cfg: TrainConfig) -> torch.Ten
         c, s = theta.cos().view(-1, 1, 1), theta.sin().view(-1, 1, 1)
         x = torch.stack([c * x[:, 0] - s * x[:, 1], s * x[:, 0] + c * x[:, 1]], dim=1)
     return x
+
+
+#: Noise levels of the validation denoising loss (EDM-weighted, the same noise at every check).
+VAL_SIGMAS = (0.02, 0.1, 0.5, 2.0)
+
+
+def validation_loss(denoiser, groups: Sequence[torch.Tensor], seed: int = 0, batch: int = 16) -> float:
+    """EDM-weighted denoising loss of ``denoiser`` on scaled 2-channel images (one tensor per
+    matrix size), averaged over :data:`VAL_SIGMAS` and images, with noise drawn from its own
+    seeded generator: the same number for the same weights at every call (the trainer's random
+    stream is untouched, so resume stays exact)."""
+    g = torch.Generator().manual_seed(seed)
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for images in groups:
+            for s in VAL_SIGMAS:
+                for i in range(0, len(images), batch):
+                    x0 = images[i:i + batch]
+                    noise = torch.randn(x0.shape, generator=g).to(x0.device)
+                    sigma = torch.full((len(x0),), float(s), device=x0.device)
+                    total += float(edm_loss(denoiser, x0, sigma, noise)) * len(x0)
+                    n += len(x0)
+    return total / max(n, 1)
+
+
+def _init_from(model, path: str) -> None:
+    """Load the weights of a prior file into ``model`` (fine-tuning); the architectures must match."""
+    from .weights import load_prior
+
+    init = load_prior(path, device="cpu")
+    if getattr(init, "config", {}).get("unet") != model.backbone.config:
+        raise UserError(f"--init {path}: its UNet ({init.config.get('unet')}) is not the --size-preset's; "
+                        "pass the preset it was trained with")
+    model.load_state_dict({k: v.contiguous() for k, v in init.state_dict().items()})
 
 
 def _ckpt_path(out: Path) -> Path:
@@ -100,7 +139,8 @@ def _load_checkpoint(path: Path, model, ema, opt, gen: torch.Generator) -> tuple
 
 
 def train_prior(images: torch.Tensor | Sequence[torch.Tensor], out: str | Path, cfg: TrainConfig,
-                resume: bool = False, device="auto", data_id: str = "unknown", progress: bool = True) -> dict:
+                resume: bool = False, device="auto", data_id: str = "unknown", progress: bool = True,
+                val_images: torch.Tensor | Sequence[torch.Tensor] | None = None) -> dict:
     """Train an EDM UNet prior on complex images ``(N, H, W)`` and write ``out`` (EMA weights),
     ``out.json`` (card) and ``<out>.ckpt.safetensors`` (resumable checkpoint) and ``<out>.csv``.
 
@@ -111,8 +151,15 @@ def train_prior(images: torch.Tensor | Sequence[torch.Tensor], out: str | Path, 
     as before (no extra random draw). The card's ``image_size`` is the first tensor's size,
     ``image_sizes`` lists all.
 
+    ``val_images`` (same forms): at every checkpoint the EMA weights' :func:`validation_loss` is
+    logged (``val_loss`` in the CSV and card) and the best so far written to ``<out>.best.safetensors``.
+    ``cfg.init`` names a prior file to start from (fine-tuning) instead of random weights;
+    ``cfg.augment`` picks the augmentation (:mod:`.augment`).
+
     Returns the card dict.
     """
+    if cfg.augment not in MODES:
+        raise UserError(f"unknown --augment {cfg.augment!r}; use one of {', '.join(MODES)}")
     if cfg.preset not in PRESETS:
         raise UserError(f"unknown --size-preset {cfg.preset!r}; use one of {', '.join(PRESETS)}")
     dev = resolve_device(device)
@@ -133,16 +180,22 @@ def train_prior(images: torch.Tensor | Sequence[torch.Tensor], out: str | Path, 
     groups = [images] if isinstance(images, torch.Tensor) else list(images)
     if not groups or any(len(g) == 0 for g in groups):
         raise UserError("train-prior needs at least one training image of each matrix size; check the data folder")
-    h, w = groups[0].shape[-2:]  # any H x W: EDMPrecond reflect-pads to the UNet's multiple and crops back
+    # any H x W: EDMPrecond reflect-pads to the UNet's multiple and crops back
     data = [scaled_training_images(g).to(dev) for g in groups]
     weights = torch.tensor([float(len(d)) for d in data])
     torch.manual_seed(cfg.seed)
-    model = EDMPrecond(UNet(in_channels=2, **PRESETS[cfg.preset])).to(dev)
+    model = EDMPrecond(UNet(in_channels=2, **PRESETS[cfg.preset]))
+    ckpt = _ckpt_path(out)
+    if cfg.init and not (resume and shards.exists(ckpt)):  # a checkpoint's weights replace the init's
+        _init_from(model, cfg.init)
+    model = model.to(dev)
     ema = copy.deepcopy(model).requires_grad_(False)
+    val = [] if val_images is None else [val_images] if isinstance(val_images, torch.Tensor) else list(val_images)
+    val = [scaled_training_images(v).to(dev) for v in val if len(v)]
+    best_path = out.with_name(out.stem + ".best.safetensors")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step, log = 0, []
-    ckpt = _ckpt_path(out)
     if resume and shards.exists(ckpt):
         step, log = _load_checkpoint(ckpt, model, ema, opt, gen)
         if rank:  # the checkpoint holds rank 0's generator: the other ranks need their own streams
@@ -181,20 +234,19 @@ def train_prior(images: torch.Tensor | Sequence[torch.Tensor], out: str | Path, 
             bar.set_postfix(loss=f"{log[-1]['loss']:.4f}")
             losses = []
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            if val:
+                vl = validation_loss(ema, val)
+                best = min((e["val_loss"] for e in log if "val_loss" in e), default=math.inf)
+                log.append({"step": step, "val_loss": vl})
+                if vl < best:
+                    save_prior(best_path, ema, _card(model, cfg, data, data_id, step, log, world))
             _save_checkpoint(ckpt, step, model, ema, opt, gen, cfg, log)
     bar.close()
-    card = {
-        "kind": "edm-unet", "unet": model.backbone.config, "sigma_data": model.sigma_data,
-        "image_size": [h, w], "image_sizes": [list(d.shape[-2:]) for d in data],
-        "scaling": "complex image / 99th percentile of magnitude",
-        "data": data_id, "num_images": sum(len(d) for d in data), "train": dataclasses.asdict(cfg), "steps": step,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "final_loss": log[-1]["loss"] if log else None, "world_size": world,
-    }
+    card = _card(model, cfg, data, data_id, step, log, world)
     if rank == 0:
         save_prior(out, ema, card)
         with atomic_path(out.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as f:
-            wr = csv.DictWriter(f, fieldnames=["step", "loss", "seconds"])
+            wr = csv.DictWriter(f, fieldnames=["step", "loss", "seconds", "val_loss"])
             wr.writeheader()
             wr.writerows(log)
     if own_group:
@@ -204,12 +256,29 @@ def train_prior(images: torch.Tensor | Sequence[torch.Tensor], out: str | Path, 
     return card
 
 
+def _card(model, cfg: TrainConfig, data: list, data_id: str, step: int, log: list, world: int) -> dict:
+    train_log = [e for e in log if "loss" in e]
+    vals = [e for e in log if "val_loss" in e]
+    best = min(vals, key=lambda e: e["val_loss"]) if vals else None
+    h, w = data[0].shape[-2:]
+    return {
+        "kind": "edm-unet", "unet": model.backbone.config, "sigma_data": model.sigma_data,
+        "image_size": [h, w], "image_sizes": [list(d.shape[-2:]) for d in data],
+        "scaling": "complex image / 99th percentile of magnitude",
+        "data": data_id, "num_images": sum(len(d) for d in data), "train": dataclasses.asdict(cfg), "steps": step,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "final_loss": train_log[-1]["loss"] if train_log else None, "world_size": world,
+        **({"val_loss": vals[-1]["val_loss"], "best_val_loss": best["val_loss"], "best_val_step": best["step"]}
+           if vals else {}),
+    }
+
+
 def export_checkpoint(ckpt: str | Path, out: str | Path, extra: dict | None = None) -> Path:
     """Write the EMA weights of a training checkpoint (a file, or its shards) as a loadable prior
     file (``load_prior``)."""
     state, meta = shards.read_tensors(ckpt)
     cfg = TrainConfig(**json.loads(meta["config"]))
-    log = json.loads(meta.get("log", "[]"))
+    log = [e for e in json.loads(meta.get("log", "[]")) if "loss" in e]
     model = EDMPrecond(UNet(in_channels=2, **PRESETS[cfg.preset]))
     model.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
     card = {"kind": "edm-unet", "unet": model.backbone.config, "sigma_data": model.sigma_data,
