@@ -42,7 +42,8 @@ def mean_scores(target, recon) -> dict:
     from fastmri_diffmask.metrics import score
 
     sc = [score(target[i], recon[i]) for i in range(len(recon))]
-    return {"psnr": float(np.mean([s["psnr"] for s in sc])), "ssim": float(np.mean([s["ssim"] for s in sc]))}
+    return {"psnr": float(np.mean([s["psnr"] for s in sc])), "ssim": float(np.mean([s["ssim"] for s in sc])),
+            "worst_psnr": float(min(s["psnr"] for s in sc))}
 
 
 def case_tensors(kspace, mask_sample, maps):

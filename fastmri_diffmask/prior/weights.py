@@ -23,10 +23,13 @@ from .base import Denoiser
 FORMAT = "fastmri-diffmask-prior"
 META_KEY = "fastmri_diffmask_prior"
 DEFAULT_NAME = "edm_unet_colin27_128.safetensors"
+#: Priors shipped in ``prior/default/`` by name: ``"default"`` and earlier defaults kept so that
+#: the benchmarks measured with them reproduce (``--prior colin27-v1``).
+SHIPPED = {"default": DEFAULT_NAME, "colin27-v1": "edm_unet_colin27_128.safetensors"}
 
 
-def default_prior_path() -> Path:
-    return Path(str(resources.files(__package__).joinpath("default", DEFAULT_NAME)))
+def default_prior_path(name: str = "default") -> Path:
+    return Path(str(resources.files(__package__).joinpath("default", SHIPPED[name])))
 
 
 def build_prior(config: dict) -> Denoiser:
@@ -79,21 +82,23 @@ def _read(path: Path) -> tuple[dict, dict]:
 
 
 def load_prior(name_or_path: str | Path = "default", device="auto") -> Denoiser:
-    """Load a prior: ``"default"`` (shipped), or a path to a ``.safetensors`` / ``.pt`` file.
+    """Load a prior: a shipped one by name (``"default"``, or an earlier default in
+    :data:`SHIPPED`), or a path to a ``.safetensors`` / ``.pt`` file.
 
     The returned module is in eval mode with gradients disabled for its parameters, and carries
     ``.config`` and ``.sha256`` (recorded in mask files). Convolutional priors are laid out
     ``channels_last``: the same numbers up to float rounding, 1.16x faster for DPS on CPU
     (``benchmarks/bench_layout.py``, BENCHMARKS.md P3).
     """
-    if str(name_or_path) == "default":
-        path = default_prior_path()
+    if str(name_or_path) in SHIPPED:
+        path = default_prior_path(str(name_or_path))
         if not path.is_file():
             raise UserError(f"the default prior weights are missing ({path}); reinstall or train one with `fastmri-diffmask train-prior`")
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise UserError(f"unknown prior {str(name_or_path)!r}: not 'default' and no such file")
+            raise UserError(f"unknown prior {str(name_or_path)!r}: not a shipped one ({', '.join(SHIPPED)}) "
+                            "and no such file")
     config, state = _read(path)
     prior = build_prior(config)
     missing, unexpected = [], []
@@ -115,5 +120,5 @@ def load_prior(name_or_path: str | Path = "default", device="auto") -> Denoiser:
     prior.eval().requires_grad_(False)
     prior.config = config
     prior.sha256 = file_sha256(path)
-    prior.source = "default" if str(name_or_path) == "default" else str(path)
+    prior.source = str(name_or_path) if str(name_or_path) in SHIPPED else str(path)
     return prior.to(resolve_device(device), memory_format=torch.channels_last)
