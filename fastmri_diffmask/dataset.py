@@ -174,31 +174,52 @@ def file_shape(path: str | Path, readout_crop: str = "auto") -> tuple[int, int]:
     return readout_rows(header, shape[-2], readout_crop, where=str(path)), shape[-1]
 
 
+def file_coils(path: str | Path) -> int:
+    """The number of coils of one file's k-space (1 for single-coil ``(slices, rows, cols)``)."""
+    with h5py.File(path, "r") as f:
+        shape = f["kspace"].shape
+    return int(shape[-3]) if len(shape) == 4 else 1
+
+
+def _shape_text(key, with_coils: bool) -> str:
+    coils, h, w = key
+    return f"{h}x{w} ({coils} coil{'s' if coils != 1 else ''})" if with_coils else f"{h}x{w}"
+
+
 def _sizes_text(counts: dict) -> str:
-    return ", ".join(f"{h}x{w}: {n} slices" for (h, w), n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    """``"24x37: 3 slices, 20x29: 2 slices"`` for counts keyed by ``(coils, rows, cols)``; the coil
+    counts are named only when they differ."""
+    with_coils = len({k[0] for k in counts}) > 1
+    return ", ".join(f"{_shape_text(k, with_coils)}: {n} slices"
+                     for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _files_of_size(files: list[Path], size, readout_crop: str, where: str) -> tuple[list[Path], str | None]:
     """The files whose k-space has matrix ``size`` (``"most-common"``: the size most slices
-    have, ties to the larger matrix), and the one-line note to print when others are skipped."""
-    shapes = {p: file_shape(p, readout_crop) for p in files}
+    have, ties to the larger matrix) and, among those, the most common coil count (one mask and
+    one batch need one k-space shape), and the one-line note to print when others are skipped."""
+    keys = {p: (file_coils(p), *file_shape(p, readout_crop)) for p in files}
     counts: dict = {}
     for p in files:
-        counts[shapes[p]] = counts.get(shapes[p], 0) + _num_slices_in(p)
+        counts[keys[p]] = counts.get(keys[p], 0) + _num_slices_in(p)
     if size == "most-common":
-        shape = max(counts, key=lambda s: (counts[s], s[0] * s[1]))
+        key = max(counts, key=lambda k: (counts[k], k[1] * k[2], k[0]))
     else:
         shape = tuple(int(n) for n in size)
-        if shape not in counts:
+        of_size = [k for k in counts if k[1:] == shape]
+        if not of_size:
             raise UserError(f"{where} has no slices of {shape[0]}x{shape[1]} (it holds {_sizes_text(counts)}); "
                             f"add files of that size or use a folder of one matrix size")
+        key = max(of_size, key=lambda k: (counts[k], k[0]))
     note = None
     if len(counts) > 1:
-        skipped = sum(counts.values()) - counts[shape]
-        note = (f"note: {where} holds {len(counts)} matrix sizes ({_sizes_text(counts)}); using the {counts[shape]} "
-                f"slices of {shape[0]}x{shape[1]}, skipping {skipped} of other sizes (a mask has one size: learn one "
-                "per size from a folder holding that size)")
-    return [p for p in files if shapes[p] == shape], note
+        skipped = sum(counts.values()) - counts[key]
+        with_coils = len({k[0] for k in counts}) > 1
+        what = "k-space shapes" if with_coils else "matrix sizes"
+        note = (f"note: {where} holds {len(counts)} {what} ({_sizes_text(counts)}); using the {counts[key]} "
+                f"slices of {_shape_text(key, with_coils)}, skipping {skipped} of other {'shapes' if with_coils else 'sizes'} (a mask has one size: learn "
+                "one per size from a folder holding that size)")
+    return [p for p in files if keys[p] == key], note
 
 
 def _read_slices(files: list[Path], num_slices, spread: bool, sens_backend: str, device, readout_crop: str) -> list:
@@ -304,6 +325,9 @@ def load_slices(root: str | Path, split: str | None = None, num_slices: int | No
     if not items:
         raise UserError(f"no slices to load from {root}" + (f"/{split}" if split else "") + "; check --num-slices and the files")
     shapes = {it[0].shape for it in items}
+    if len({s[-2:] for s in shapes}) == 1 and len(shapes) > 1:
+        raise UserError(f"slices in {root} have different coil counts ({', '.join(str(s[0]) for s in sorted(shapes))}); "
+                        "use one coil count per folder (or coil-compress the files to one count)")
     if len(shapes) > 1:
         raise UserError(f"slices in {root} have different shapes {sorted(shapes)}; use one matrix size per folder")
     if not notes:

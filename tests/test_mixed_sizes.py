@@ -91,3 +91,27 @@ def test_learn_mask_uses_the_most_common_size(mixed, tmp_path, capsys):
     mf = load_mask_file(out)
     assert mf.mask.shape == (WA,) and mf.num_sampled == round(WA / 4)
     assert np.isfinite(mf.probabilities).all()
+
+
+@pytest.fixture(scope="module")
+def mixed_coils(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mixed_coils")
+    for split, seed in (("train", 0), ("val", 10)):
+        write_multicoil_volume(root / split / "a.h5", num_slices=3, coils=3, height=H, width=WA, recon=(H, WA),
+                               seed=seed, sens_maps=True)
+        write_multicoil_volume(root / split / "b.h5", num_slices=2, coils=2, height=H, width=WA, recon=(H, WA),
+                               seed=seed + 1, sens_maps=True)
+    return root
+
+
+def test_mixed_coil_counts_are_named_as_such(mixed_coils, capsys):
+    with pytest.raises(UserError, match=r"different coil counts \(2, 3\); use one coil count per folder"):
+        load_slices(mixed_coils, "train", sens_backend="file")
+    most = load_slices(mixed_coils, "train", sens_backend="file", size="most-common")
+    assert tuple(most.kspace.shape) == (3, 3, H, WA) and most.fnames == ["a.h5"] * 3
+    note = capsys.readouterr().err.strip()
+    assert note.startswith("note: ") and "2 k-space shapes" in note
+    assert f"{H}x{WA} (3 coils): 3 slices, {H}x{WA} (2 coils): 2 slices" in note
+    assert f"using the 3 slices of {H}x{WA} (3 coils), skipping 2 of other shapes" in note
+    groups = load_slice_groups(mixed_coils, "train", sens_backend="file")
+    assert [tuple(g.kspace.shape) for g in groups] == [(3, 3, H, WA), (2, 2, H, WA)]
