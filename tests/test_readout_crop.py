@@ -138,7 +138,9 @@ def test_train_prior_and_learn_mask_see_the_cropped_grid(oversampled, tmp_path, 
     mask = tmp_path / "m.safetensors"
     assert main(["learn-mask", "--data", str(root), "--prior", str(gpath), "--acceleration", "4", "--out", str(mask),
                  "--steps", "1", "--export", "topk", "--num-low-frequencies", "4", "--device", "cpu", "--quiet"]) == 0
-    assert load_mask_file(mask).mask.shape == (W,)
+    learned = load_mask_file(mask)
+    assert learned.mask.shape == (W,)
+    assert learned.metadata["readout"] == {"crop": "auto", "rows": RX, "columns": W}  # the grid it was learned on
     capsys.readouterr()
     assert main(["learn-mask", "--data", str(root), "--prior", str(gpath), "--acceleration", "4",
                  "--out", str(tmp_path / "m2.safetensors"), "--steps", "1", "--export", "topk",

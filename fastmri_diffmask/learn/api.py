@@ -166,6 +166,8 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         "steps": cfg.total_steps(train.kspace.shape[0]) if opts.optimizer == "adam" else history.get("steps"),
         "best": history.get("best"),
         "validation": history.get("val", []), "wall_seconds": round(time.time() - t0, 1),
+        # the grid the mask was learned on: rows after --readout-crop (line masks do not depend on them)
+        "readout": {"crop": opts.readout_crop, "rows": int(h), "columns": int(w)},
     }
     if "export" in history:  # sampled/best: the candidates' validation scores and the winner
         meta["export_choice"] = {k: history["export"][k] for k in ("scores", "chosen", "labels", "chosen_label")
