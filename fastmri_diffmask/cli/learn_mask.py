@@ -61,7 +61,8 @@ def register(sub) -> None:
                    help="greedy-search: candidates scored per addition")
     o.add_argument("--search-slices", type=int, default=_D.search_slices, help="greedy-search: training slices scored")
     o.add_argument("--refine-sweeps", type=int, default=_D.refine_sweeps,
-                   help="after the export, move free lines while DDS on training slices improves (passes; 0 off)")
+                   help="after the export, move free lines while DDS on training slices improves (passes; 0 off; "
+                        "default 2 for line masks, 0 for point masks)")
     o.add_argument("--refine-moves", default=_D.refine_moves, help="column offsets a line may move by (default 1,2,3)")
     o.add_argument("--refine-slices", type=int, default=_D.refine_slices, help="training slices the refinement scores")
     o.add_argument("--refine-propose", choices=["gradient", "all"], default=_D.refine_propose,
@@ -72,7 +73,8 @@ def register(sub) -> None:
     o.add_argument("--refine-tries", type=int, default=_D.refine_tries,
                    help="moves reconstructed per line with --refine-propose gradient (default 1)")
     o.add_argument("--steps", type=int, default=_D.steps,
-                   help="Adam iterations; 0 = no learning: export the starting density (the baseline to beat)")
+                   help="Adam iterations; 0 = no learning: export the starting density (the baseline to beat); "
+                        "default 0 for line masks (the refinement learns), 250 for point masks")
     o.add_argument("--epochs", type=int, default=_D.epochs, help="overrides --steps")
     o.add_argument("--batch", type=int, default=_D.batch)
     o.add_argument("--lr", type=float, default=_D.lr)

@@ -107,7 +107,7 @@ class LearnMaskOptions:
         After learning and export, move free lines one at a time by the offsets ``refine_moves``
         (e.g. "1,2,3") while the DDS score (``dds_steps``) on ``refine_slices`` training slices
         rises, for up to ``refine_sweeps`` passes (:mod:`~fastmri_diffmask.learn.refine`; line
-        masks; 0 = off).
+        masks; 0 = off; default ``None``: 2 for line masks, 0 for point masks).
     refine_propose : {"gradient", "all"}
         ``gradient``: per line only the ``refine_tries`` moves that the gradient of the
         differentiable DDS objective (``objective="dds"`` with the ``recon_*`` settings) predicts
@@ -116,9 +116,10 @@ class LearnMaskOptions:
         Moves reconstructed per line with ``refine_propose="gradient"``.
     refine_dds_steps : int or None
         DDS steps of the refinement's reconstructions (default 12; None: ``dds_steps``, the judge's).
-    steps : int
-        Adam iterations (default 0: on validation the Adam learning of the logits added nothing
-        over its start at R = 8 and the refinement learns instead); 0 exports from the starting density with the same candidates and judge
+    steps : int or None
+        Adam iterations (default ``None``: 0 for line masks, where on validation the Adam learning
+        of the logits added nothing over its start at R = 8 and the refinement learns instead;
+        250 for point masks, which the refinement does not move); 0 exports from the starting density with the same candidates and judge
         (the baseline a learned mask is measured against).
     epochs : int or None
         Overrides ``steps`` (``epochs * ceil(n_train / batch)``).
@@ -210,13 +211,13 @@ class LearnMaskOptions:
     greedy_adds_per_step: int = 1
     search_candidates: int = 8
     search_slices: int = 4
-    refine_sweeps: int = 2         # chosen on val 4-9 (BENCHMARKS.md): R = 8 +0.65 dB over the start, R = 4 +0.05
+    refine_sweeps: int | None = None  # None: 2 for line masks (chosen on val 4-9, BENCHMARKS.md), 0 for point masks
     refine_moves: str = "1,2,3"
     refine_slices: int = 4
     refine_propose: str = "gradient"
     refine_tries: int = 2
     refine_dds_steps: int | None = 12
-    steps: int = 0                 # Adam on the logits adds ~0 dB (R = 8) over the start; the refinement below learns (BENCHMARKS.md)
+    steps: int | None = None       # None: 0 for line masks (Adam adds ~0 dB at R = 8; the refinement learns), 250 for point masks
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
     lr: float = _LOOP.lr
@@ -309,9 +310,24 @@ def parse_flatten(text: str) -> tuple[float, ...]:
         return ()
 
 
-def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: str) -> None:
+#: The defaults that depend on the mask kind (``None`` in :class:`LearnMaskOptions`). Line masks:
+#: no Adam steps, then the refinement (chosen on val 4-9, BENCHMARKS.md). Point masks: the
+#: refinement moves lines only, so the Adam learner of the logits learns them (as before issue 13).
+KIND_DEFAULTS = {"line": {"steps": 0, "refine_sweeps": 2}, "point": {"steps": _LOOP.steps, "refine_sweeps": 0}}
+
+
+def resolve_kind_defaults(opts: LearnMaskOptions, kind: str) -> LearnMaskOptions:
+    """``opts`` with the kind-dependent options left ``None`` set from :data:`KIND_DEFAULTS`."""
     if kind not in KINDS:
         raise UserError(f"kind must be line or point, got {kind!r}")
+    unset = {k: v for k, v in KIND_DEFAULTS[kind].items() if getattr(opts, k) is None}
+    return dataclasses.replace(opts, **unset) if unset else opts
+
+
+def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: str) -> None:
+    """Validate ``opts`` (kind defaults already resolved: :func:`resolve_kind_defaults`) before
+    anything is loaded; one-line :class:`UserError` otherwise."""
+    opts = resolve_kind_defaults(opts, kind)
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; give a mask file path such as {out / 'mask.safetensors'}")
     if opts.steps < 0:
