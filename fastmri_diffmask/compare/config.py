@@ -78,7 +78,7 @@ def load_config(path: str | Path) -> StudyConfig:
 #: Options each reconstructor takes in a method entry (see :class:`~fastmri_diffmask.recon.run.ReconSettings`).
 METHOD_OPTIONS = {"zero-filled": (), "bart-l1": ("lamda", "max_iter"), "sigpy-l1": ("lamda", "max_iter"),
                   "dps": ("steps", "zeta", "churn", "batch", "dc_weight", "dc_every"),
-                  "dds": ("steps", "churn", "batch", "dc_weight", "cg_iters")}
+                  "dds": ("steps", "churn", "batch", "dc_weight", "cg_iters", "init", "sigma_start", "eta")}
 #: learn-mask flags a mask's ``learn`` mapping may not set: the study sets them per cell. It may set
 #: any :class:`~fastmri_diffmask.learn.api.LearnMaskOptions` field (``-`` or ``_``).
 STUDY_LEARN_FLAGS = ("data", "prior", "kind", "acceleration", "out", "device", "readout_crop")
@@ -127,7 +127,16 @@ def _method_spec(m, where: str) -> MethodSpec:
     if bad:
         allowed = ", ".join(METHOD_OPTIONS[name]) or "no options"
         raise UserError(f"{where}: method {name!r} has unknown option(s) {', '.join(bad)}; it takes {allowed}")
-    for key, value in options.items():  # every option is a positive number (churn may be 0)
+    warm = {k: options.pop(k) for k in ("init", "sigma_start", "eta") if k in options}  # DDS's warm start
+    if warm:
+        from ..sample.warm_start import check_eta, check_warm_start
+
+        try:
+            check_warm_start(warm.get("init", "noise"), warm.get("sigma_start"))
+            check_eta(warm.get("eta"))
+        except UserError as e:
+            raise UserError(f"{where}: method {name!r}: {e}") from None
+    for key, value in options.items():  # every other option is a positive number (churn may be 0)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if key == "churn" else value > 0)
         if key in ("steps", "batch", "max_iter", "cg_iters", "dc_every"):
             ok = ok and float(value).is_integer()
@@ -135,7 +144,7 @@ def _method_spec(m, where: str) -> MethodSpec:
             what = "a number >= 0" if key == "churn" else ("a positive integer" if key in ("steps", "batch", "max_iter", "cg_iters", "dc_every")
                                                           else "a positive number")
             raise UserError(f"{where}: method {name!r} option {key} must be {what}, got {value!r}")
-    return MethodSpec(name=name, options=options)
+    return MethodSpec(name=name, options={**options, **warm})
 
 
 def _accelerations(value, where: str) -> list[float]:

@@ -189,7 +189,8 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
                               m.num_low_frequencies, cfg.sens_maps, device) for i in range(len(kspace))])
         opts = dict(cell.method.options)
         s = ReconSettings(method=cell.method.name, device=device, sens=cfg.sens_maps, seed=cfg.seed, prior=prior,
-                          **{k: v for k, v in opts.items() if k in ("lamda", "max_iter", "steps", "zeta", "churn", "batch", "dc_weight", "dc_every", "cg_iters")})
+                          **{k: v for k, v in opts.items() if k in ("lamda", "max_iter", "steps", "zeta", "churn", "batch", "dc_weight", "dc_every", "cg_iters",
+                                                                  "init", "sigma_start", "eta")})
         t0 = time.time()
         recon = reconstruct_slices(kspace, m.mask, maps_cache[key], m.acceleration, s)
         seconds = (time.time() - t0) / len(recon)

@@ -35,6 +35,9 @@ class ReconSettings:
     dc_weight: float | None = None      # DPS: final data-consistency mu (None = off); DDS: per-step mu
     dc_every: int | None = None         # DPS: data consistency every k steps during sampling (None = off)
     cg_iters: int = DDS_DEFAULTS["cg_iters"]  # DDS: CG iterations per step
+    init: str = "noise"                 # DDS: start estimate (sample.warm_start.INITS)
+    sigma_start: float | None = None    # DDS: first noise level (None = sigma_max, as always)
+    eta: float | None = None            # DDS: fresh-noise fraction per step (None = deterministic step)
     batch: int = 4
     sens: str = "espirit-bart"
     seed: int = 0
@@ -105,7 +108,8 @@ def reconstruct_slices(kspace: np.ndarray, mask2d: np.ndarray, maps: np.ndarray,
             if s.method == "dps":
                 x = dps_reconstruct(s.prior, k, m, sm, zeta=s.zeta, dc_every=s.dc_every, **kw)
             else:
-                x = dds_reconstruct(s.prior, k, m, sm, cg_iters=s.cg_iters, **kw)
+                x = dds_reconstruct(s.prior, k, m, sm, cg_iters=s.cg_iters, init=s.init, sigma_start=s.sigma_start,
+                                    eta=s.eta, **kw)
             out.append(x.abs().cpu().numpy())
         return np.concatenate(out)
     raise UserError(f"unknown method {s.method!r}; use one of {', '.join(METHODS)}")

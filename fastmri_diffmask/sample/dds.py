@@ -13,10 +13,20 @@ backward pass: about three times cheaper per step than DPS here. Churn is EDM's 
 :func:`.dps.dps_reconstruct`. The last step (``t_N = 0``) returns ``x0_dc`` of the smallest noise
 level, which is data-consistent by construction.
 
+A warm start (``init``, ``sigma_start``; :mod:`.warm_start`, after Chung, Sim and Ye's
+"come-closer-diffuse-faster", CVPR 2022) begins at ``x_init + sigma_start n`` from a zero-filled,
+SENSE or CS estimate and runs the rho schedule from ``sigma_start``, so far fewer steps suffice.
+``eta`` makes the step stochastic: ``x_{i+1} = x0_dc + t_{i+1} (sqrt(1 - eta^2) eps + eta n)`` with
+``eps = (x_i - x0_hat) / t_i`` the denoiser's noise estimate and ``n`` fresh noise (DDIM's eta in
+spirit, Song, Meng and Ermon, ICLR 2021; ``eta = 1`` re-noises the data-consistent estimate
+outright, as CCDF and score-MRI do). ``eta = None`` (default) is the deterministic step above.
+
 All work happens on images scaled by the 99th percentile of the zero-filled estimate, as in DPS.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from tqdm import tqdm
@@ -24,6 +34,7 @@ from tqdm import tqdm
 from ..physics import to_channels, to_complex
 from ..prior.base import Denoiser
 from .dps import churn_noise, data_consistency, prepare_sampling
+from .warm_start import check_eta, check_warm_start, initial_estimate
 
 
 #: Settings chosen on the validation split (``benchmarks/tune_dds.py``, BENCHMARKS.md).
@@ -38,7 +49,8 @@ def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
                     steps: int = DDS_DEFAULTS["steps"], dc_weight: float = DDS_DEFAULTS["dc_weight"],
                     cg_iters: int = DDS_DEFAULTS["cg_iters"], churn: float = DDS_DEFAULTS["churn"],
                     generator: torch.Generator | None = None, progress: bool = True,
-                    sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
+                    sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+                    sigma_start: float | None = None, init: str = "noise", eta: float | None = None) -> torch.Tensor:
     """Reconstruct complex images ``(B, H, W)`` from masked multi-coil k-space ``(B, C, H, W)``.
 
     Parameters
@@ -58,15 +70,47 @@ def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
         The defaults (:data:`DDS_DEFAULTS`) were tuned on the embedded validation slices.
     generator : torch.Generator, optional
         Seeds the initial noise and churn noise (CPU generator; results moved to the device).
+    sigma_start : float, optional
+        Noise level of the first step: the schedule runs from it to ``sigma_min`` in ``steps``
+        levels. ``None`` (default) is ``sigma_max``, the sampler as it always was.
+    init : {"noise", "zero-filled", "sense", "l1"}
+        What the first step starts from: ``x_init + sigma_start n`` with ``x_init`` nothing
+        (``"noise"``, default), ``A^H y``, a few CG steps of Tikhonov SENSE, or BART ``pics -l1``
+        (:mod:`.warm_start`).
+    eta : float in [0, 1], optional
+        Fresh-noise fraction of each step (module docstring); ``None`` (default): none, the
+        deterministic DDS step bit for bit. ``eta`` draws one noise tensor per step from ``generator``.
+
+    References
+    ----------
+    Chung H, Lee S, Ye JC. Decomposed diffusion sampler for accelerating large-scale inverse
+    problems. ICLR 2024.
+    Chung H, Sim B, Ye JC. Come-closer-diffuse-faster: accelerating conditional diffusion models
+    for inverse problems through stochastic contraction. CVPR 2022.
+    Song J, Meng C, Ermon S. Denoising diffusion implicit models. ICLR 2021.
     """
     if steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
-    p = prepare_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, sigma_min, sigma_max, rho)
+    start = check_warm_start(init, sigma_start, sigma_min)
+    eta = check_eta(eta)
+    top = sigma_max if start is None else start
+    p = prepare_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, sigma_min, top, rho)
     t, x, b = p.sigmas, p.x, masked_kspace.shape[0]
+    with torch.no_grad():
+        x_init = initial_estimate(init, p.op, p.y, p.scale, masked_kspace, mask, sens_maps)
+    if x_init is not None:
+        x = x + to_channels(x_init).to(x.dtype)
     with torch.no_grad():
         for i in tqdm(range(steps), desc="DDS", unit="step", disable=not progress, leave=False):
             x, sigma_hat = churn_noise(x, float(t[i]), p.gamma, generator)
             denoised = prior(x, torch.full((b,), sigma_hat, device=x.device))
             consistent = to_channels(data_consistency(p.op, p.y, to_complex(denoised), dc_weight, cg_iters))
-            x = consistent + float(t[i + 1]) / sigma_hat * (x - denoised)
+            if eta is None:
+                x = consistent + float(t[i + 1]) / sigma_hat * (x - denoised)
+            elif i + 1 < steps:  # the last step (t_N = 0) returns x0_dc either way
+                fresh = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+                eps = (x - denoised) / sigma_hat
+                x = consistent + float(t[i + 1]) * (math.sqrt(1 - eta ** 2) * eps + eta * fresh)
+            else:
+                x = consistent
     return to_complex(x) * p.scale

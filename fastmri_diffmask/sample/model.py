@@ -17,6 +17,7 @@ from ..prior.base import Denoiser
 from ..utils import resolve_device
 from .dds import SAMPLER_DEFAULTS, dds_reconstruct
 from .dps import consistency_steps, dps_reconstruct
+from .warm_start import check_eta, check_warm_start
 
 
 def _as_complex_kspace(k: torch.Tensor) -> torch.Tensor:
@@ -55,6 +56,9 @@ class DiffusionPosteriorModel(nn.Module):
         DPS only: enforce the data every ``dc_every`` steps during sampling
         (:func:`~fastmri_diffmask.sample.dps.dps_reconstruct`; ``dc_weight`` is then its ``mu``,
         default :data:`~fastmri_diffmask.sample.dps.DC_EVERY_WEIGHT`). ``None`` (default): plain DPS.
+    dds_init, sigma_start, eta : DDS only: the warm start and the fresh-noise fraction of each step
+        (:func:`~fastmri_diffmask.sample.dds.dds_reconstruct`, :mod:`~fastmri_diffmask.sample.warm_start`);
+        the defaults (``"noise"``, ``None``, ``None``) are DDS from pure noise at ``sigma_max``.
     sens_backend : "sigpy" | "bart"
         ESPIRiT backend used when ``forward`` gets no ``sens_maps``.
     num_samples : int
@@ -66,13 +70,18 @@ class DiffusionPosteriorModel(nn.Module):
     def __init__(self, prior: Denoiser | str = "default", steps: int | None = None, zeta: float | None = None,
                  churn: float | None = None, sens_backend: str = "sigpy", num_samples: int = 1, seed: int = 0,
                  device="auto", progress: bool = False, sampler: str = "dps", dc_weight: float | None = None,
-                 dc_every: int | None = None):
+                 dc_every: int | None = None, dds_init: str = "noise", sigma_start: float | None = None,
+                 eta: float | None = None):
         super().__init__()
         if sampler not in ("dps", "dds"):
             raise UserError(f"unknown sampler {sampler!r}; use dps or dds")
         if dc_every is not None and sampler != "dps":
             raise UserError("dc_every is a DPS option; DDS enforces the data every step already")
         consistency_steps(1, dc_every)  # a bad value fails here, not at the first reconstruction
+        if sampler != "dds" and (dds_init != "noise" or sigma_start is not None or eta is not None):
+            raise UserError("dds_init, sigma_start and eta are DDS options; use sampler='dds'")
+        self.dds_init, self.sigma_start = dds_init, check_warm_start(dds_init, sigma_start)
+        self.eta = check_eta(eta)
         if isinstance(prior, str):
             from ..prior.weights import load_prior
 
@@ -112,7 +121,8 @@ class DiffusionPosteriorModel(nn.Module):
             if self.sampler == "dps":
                 out = out + dps_reconstruct(self.prior, k, m, sens_maps, zeta=self.zeta, dc_every=self.dc_every, **kw)
             else:
-                out = out + dds_reconstruct(self.prior, k, m, sens_maps, **kw)
+                out = out + dds_reconstruct(self.prior, k, m, sens_maps, init=self.dds_init,
+                                            sigma_start=self.sigma_start, eta=self.eta, **kw)
         return out / self.num_samples
 
     def forward(self, masked_kspace, mask, num_low_frequencies=None, sens_maps=None) -> torch.Tensor:
