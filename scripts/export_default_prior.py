@@ -3,6 +3,12 @@
     python scripts/export_default_prior.py --ckpt runs/prior/prior.ckpt.safetensors \
         --data runs/data --out fastmri_diffmask/prior/default/edm_unet_colin27_128.safetensors
 
+    # the multi-subject default (issue 14; prior/default/CORPUS.md): the best-validation weights
+    python scripts/export_default_prior.py --ckpt runs/prior2/prior.ckpt.safetensors \
+        --weights runs/prior2/prior.best.safetensors --data runs/prior_corpus \
+        --data-card "prior-corpus-v1 (prior/default/CORPUS.md)" \
+        --out fastmri_diffmask/prior/default/edm_unet_brains_128.safetensors --shards-to training
+
 Writes the weights (safetensors, config in the metadata) and a JSON card next to them with the
 architecture, data, steps, wall time, final loss and the held-out denoising PSNR at several noise
 levels on the validation split (PSNR of the 2-channel image, peak = max |x|). With
@@ -42,6 +48,10 @@ def main():
     p.add_argument("--shards-to", default=None,
                    help="also split the checkpoint into <= 15 MB shards in this folder (committable: training/)")
     p.add_argument("--wall-minutes", type=float, default=None, help="training wall time to record")
+    p.add_argument("--weights", default=None,
+                   help="export these prior weights (e.g. <out>.best.safetensors, the best validation loss) "
+                        "instead of the checkpoint's last EMA")
+    p.add_argument("--data-card", default=None, help="what the card's 'data' says (default: the embedded train split)")
     a = p.parse_args()
     from fastmri_diffmask.dataset import load_slices
     from fastmri_diffmask.embedded import DATA_ID
@@ -50,17 +60,25 @@ def main():
     from fastmri_diffmask.prior.weights import load_prior
 
     log = json.loads(read_metadata(a.ckpt).get("log", "[]"))
-    wall = a.wall_minutes if a.wall_minutes is not None else (log[-1]["seconds"] / 60 if log else None)
-    extra = {"data": f"{DATA_ID} train split (138 slices, 8 simulated coils, true maps)",
+    timed = [e for e in log if "seconds" in e]
+    wall = a.wall_minutes if a.wall_minutes is not None else (timed[-1]["seconds"] / 60 if timed else None)
+    extra = {"data": a.data_card or f"{DATA_ID} train split (138 slices, 8 simulated coils, true maps)",
              "image_size": [128, 128], "scaling": "complex image / 99th percentile of magnitude",
              "wall_minutes_last_run": round(wall, 1) if wall else None,
              "hardware": "2 CPU cores (shared), torch 2.13 CPU, 1 thread"}
-    out = export_checkpoint(a.ckpt, a.out, extra)
+    if a.weights:  # a prior file (the best-validation EMA): re-save it with the card's fields
+        from fastmri_diffmask.prior.weights import save_prior
+
+        src = load_prior(a.weights, device="cpu")
+        out = save_prior(a.out, src, {**src.config, **extra})
+    else:
+        out = export_checkpoint(a.ckpt, a.out, extra)
     prior = load_prior(out, device="cpu")
     val = load_slices(a.data, "val").images
     card = dict(prior.config)
     card["heldout_denoising_val"] = denoising_psnr(prior, val, [0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
-    card["loss_log_tail"] = log[-5:]
+    card["loss_log_tail"] = [e for e in log if "loss" in e][-5:]
+    card["val_log"] = [e for e in log if "val_loss" in e]
     Path(out).with_suffix(".json").write_text(json.dumps(card, indent=1))
     if a.shards_to:
         print("checkpoint shards:", split_file(a.ckpt, a.shards_to))
