@@ -121,7 +121,7 @@ def error_map_grid(blocks: list[dict], columns: list[str], title: str, path: Pat
     import matplotlib.pyplot as plt
 
     ncol = len(columns) + 1
-    fig, axes = plt.subplots(2 * len(blocks), ncol, figsize=(2.0 * ncol + 0.6, 4.1 * len(blocks)), squeeze=False)
+    fig, axes = plt.subplots(2 * len(blocks), ncol, figsize=(2.0 * ncol + 0.6, 4.5 * len(blocks)), squeeze=False)
     for b, block in enumerate(blocks):
         gt = np.abs(np.asarray(block["target"], dtype=np.float32))
         top = float(np.percentile(gt, 99.5)) or float(gt.max()) or 1.0
