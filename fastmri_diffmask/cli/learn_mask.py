@@ -70,6 +70,10 @@ def register(sub) -> None:
                         "(gradient, default) or every move (all)")
     o.add_argument("--refine-dds-steps", type=int, default=_D.refine_dds_steps,
                    help="DDS steps of the refinement's reconstructions (default: --dds-steps)")
+    o.add_argument("--refine-init", choices=["noise", "zero-filled", "sense"], default=_D.refine_init,
+                   help="warm start of the refinement's DDS reconstructions (default noise: from sigma_max)")
+    o.add_argument("--refine-sigma-start", type=float, default=_D.refine_sigma_start,
+                   help="noise level the warm-started refinement reconstructions start from")
     o.add_argument("--refine-tries", type=int, default=_D.refine_tries,
                    help="moves reconstructed per line with --refine-propose gradient (default 1)")
     o.add_argument("--steps", type=int, default=_D.steps,

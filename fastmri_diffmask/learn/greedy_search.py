@@ -58,22 +58,35 @@ def spread_indices(n: int, k: int) -> list[int]:
 
 def dds_shared_noise(prior, kspace: torch.Tensor, sens_maps: torch.Tensor, masks: torch.Tensor, kind: str,
                      steps: int, seed: int, dc_weight: float = DDS_DEFAULTS["dc_weight"],
-                     cg_iters: int = DDS_DEFAULTS["cg_iters"], churn: float = DDS_DEFAULTS["churn"]) -> torch.Tensor:
+                     cg_iters: int = DDS_DEFAULTS["cg_iters"], churn: float = DDS_DEFAULTS["churn"],
+                     init: str = "noise", sigma_start: float | None = None) -> torch.Tensor:
     """DDS reconstructions ``(M, n, H, W)`` of ``n`` fully sampled slices under each of ``M`` masks.
 
     Reconstruction ``[j]`` equals ``dds_reconstruct(prior, kspace * km_j, km_j, sens_maps, steps,
-    generator=torch.Generator().manual_seed(seed))`` (the same initial and churn noise for every
-    mask), computed in one batch of ``M * n``.
+    generator=torch.Generator().manual_seed(seed), init=init, sigma_start=sigma_start)`` (the
+    same initial and churn noise for every mask; a warm start ``init`` of
+    :mod:`fastmri_diffmask.sample.warm_start` other than ``"l1"`` from ``sigma_start``),
+    computed in one batch of ``M * n``.
     """
+    from ..sample.warm_start import check_warm_start, initial_estimate
+
+    start = check_warm_start(init, sigma_start)
+    if init == "l1":
+        raise ValueError("the shared-noise scorer takes the noise, zero-filled or sense starts")
     m_count, n = masks.shape[0], kspace.shape[0]
     km = as_kspace_mask(masks.repeat_interleave(n, 0).to(kspace.device), kind)
     masked = kspace.repeat(m_count, 1, 1, 1) * km
-    p = prepare_sampling(masked, km, sens_maps.repeat(m_count, 1, 1, 1), steps, churn, torch.Generator())
+    p = prepare_sampling(masked, km, sens_maps.repeat(m_count, 1, 1, 1), steps, churn, torch.Generator(),
+                         sigma_max=80.0 if start is None else start)
     gen = torch.Generator().manual_seed(int(seed))
     shape = (n, 2, *kspace.shape[-2:])
     tile = lambda z: z.to(kspace.device, torch.float32).repeat(m_count, 1, 1, 1)  # noqa: E731
     t = p.sigmas
     x = tile(torch.randn(shape, generator=gen)) * float(t[0])  # what dds_reconstruct draws for n slices
+    with torch.no_grad():
+        x_init = initial_estimate(init, p.op, p.y, p.scale, masked, km, sens_maps)
+    if x_init is not None:
+        x = x + to_channels(x_init).to(x.dtype)
     with torch.no_grad():
         for i in range(steps):
             sigma_hat = float(t[i]) * (1 + p.gamma)
@@ -92,8 +105,9 @@ class TrainingScorer:
     :func:`fastmri_diffmask.learn.refine.refine_line_mask`."""
 
     def __init__(self, prior, train, kind: str, shape, num_slices: int, dds_steps: int, seed: int,
-                 max_batch: int = 16, device="cpu"):
+                 max_batch: int = 16, device="cpu", init: str = "noise", sigma_start: float | None = None):
         self.prior, self.kind, self.shape, self.dds_steps, self.seed = prior, kind, tuple(shape), dds_steps, int(seed)
+        self.init, self.sigma_start = init, sigma_start
         self.slices = spread_indices(train.kspace.shape[0], num_slices)
         data = train.subset(self.slices)
         self.kspace, self.maps = data.kspace.to(device), data.sens_maps.to(device)
@@ -106,7 +120,8 @@ class TrainingScorer:
         out = []
         for j in range(0, len(masks), self.per_call):
             ms = torch.from_numpy(masks[j:j + self.per_call].reshape(-1, *self.shape).astype(np.float32))
-            rec = dds_shared_noise(self.prior, self.kspace, self.maps, ms, self.kind, self.dds_steps, self.seed)
+            rec = dds_shared_noise(self.prior, self.kspace, self.maps, ms, self.kind, self.dds_steps, self.seed,
+                                   init=self.init, sigma_start=self.sigma_start)
             truth = self.truth.repeat(ms.shape[0], 1, 1)
             out += psnr(rec.abs().flatten(0, 1), truth).view(ms.shape[0], -1).mean(1).tolist()
         self.reconstructions += len(masks)

@@ -116,6 +116,9 @@ class LearnMaskOptions:
         Moves reconstructed per line with ``refine_propose="gradient"``.
     refine_dds_steps : int or None
         DDS steps of the refinement's reconstructions (default 12; None: ``dds_steps``, the judge's).
+    refine_init, refine_sigma_start : str, float or None
+        Warm start of those reconstructions (:mod:`fastmri_diffmask.sample.warm_start`): ``"noise"``
+        (default, from sigma_max), ``"zero-filled"`` or ``"sense"`` from ``refine_sigma_start``.
     steps : int or None
         Adam iterations (default ``None``: 0 for line masks, where on validation the Adam learning
         of the logits added nothing over its start at R = 8 and the refinement learns instead;
@@ -217,6 +220,8 @@ class LearnMaskOptions:
     refine_propose: str = "gradient"
     refine_tries: int = 2
     refine_dds_steps: int | None = 12
+    refine_init: str = "noise"
+    refine_sigma_start: float | None = None
     steps: int | None = None       # None: 0 for line masks (Adam adds ~0 dB at R = 8; the refinement learns), 250 for point masks
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
@@ -360,6 +365,13 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
     from .refine import parse_moves
 
     parse_moves(opts.refine_moves)
+    from ..sample.warm_start import check_warm_start
+
+    if opts.refine_init == "l1":
+        raise UserError("--refine-init takes noise, zero-filled or sense (l1 runs BART per slice: too slow to score moves)")
+    check_warm_start(opts.refine_init, opts.refine_sigma_start)
+    if opts.refine_init != "noise" and opts.refine_sigma_start is None:
+        raise UserError(f"--refine-init {opts.refine_init} needs --refine-sigma-start (e.g. 1.0)")
     if opts.refine_propose not in ("gradient", "all"):
         raise UserError(f"--refine-propose must be gradient or all, got {opts.refine_propose!r}")
     for name in ("greedy_top_k", "greedy_adds_per_step", "search_candidates", "search_slices", "refine_slices",

@@ -94,7 +94,8 @@ def loss_gradient(prior, train, mask01: np.ndarray, objective, *, num_slices: in
 def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, allowed: torch.Tensor, *,
                      moves=(1, 2, 3), sweeps: int = 1, num_slices: int = 4, dds_steps: int = 25,
                      min_gain: float = 0.0, seed: int = 0, max_batch: int = 16, gradient=None, tries: int = 1,
-                     progress: bool = True, device="cpu") -> tuple[torch.Tensor, dict]:
+                     progress: bool = True, device="cpu", init: str = "noise",
+                     sigma_start: float | None = None) -> tuple[torch.Tensor, dict]:
     """Move free lines of ``mask01`` one at a time while the DDS score on training slices rises.
 
     Parameters
@@ -114,6 +115,9 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
         The scoring reconstructions (as :func:`.greedy_search.greedy_search_mask`).
     min_gain : float
         A move is kept only if it raises the mean PSNR by more than this (dB).
+    init, sigma_start
+        A warm start of the scoring DDS (:mod:`fastmri_diffmask.sample.warm_start`: ``"noise"``
+        from ``sigma_max``, the default, or ``"zero-filled"`` / ``"sense"`` from ``sigma_start``).
     gradient : callable, optional
         ``gradient(mask (W,) bool) -> (W,)`` loss gradient w.r.t. the mask; then only the ``tries``
         best-predicted targets per line are reconstructed.
@@ -137,9 +141,10 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
         ("sweeps", sweeps), ("num_slices", num_slices), ("dds_steps", dds_steps), ("max_batch", max_batch),
         ("tries", tries)))
     moves = parse_moves(moves)
-    score = TrainingScorer(prior, train, "line", m.shape, num_slices, dds_steps, seed, max_batch, torch.device(device))
+    score = TrainingScorer(prior, train, "line", m.shape, num_slices, dds_steps, seed, max_batch, torch.device(device),
+                           init=init, sigma_start=sigma_start)
     history = {"moves": [], "tried": [], "reconstructions": 0, "slices": score.slices, "sweeps_run": 0, "dds_steps": dds_steps,
-               "offsets": list(moves), "seed": int(seed)}
+               "offsets": list(moves), "seed": int(seed), "init": init, "sigma_start": sigma_start}
 
     current = score(m[None])[0]
     history["start"] = current
