@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-#: Warm-started DDS settings shown by default (chosen on validation, BENCHMARKS.md issue 14).
-FAST_DEFAULT = ["sense:0.5:8:1:5", "sense:1:8:1:15", "zero-filled:1:8:1:5", "sense:1:8:none:5", "sense:0.5:15:1:5"]
+#: Warm-started DDS settings shown by default: the validation choice (first), the validation runner-up
+#: with 15 CG iterations, and variants (BENCHMARKS.md, issue 14).
+FAST_DEFAULT = ["sense:0.5:8:1:5", "sense:0.5:8:1:15", "sense:1:8:1:15", "zero-filled:1:8:1:5", "sense:1:8:none:5",
+                "sense:0.5:15:1:5"]
 #: DPS at its validated setting (BENCHMARKS.md, issue 3 and session 4): churn 40, final DC 0.03.
 DPS_SETTING = {"churn": 40.0, "dc_weight": 0.03}
 
