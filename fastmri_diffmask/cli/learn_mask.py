@@ -74,6 +74,10 @@ def register(sub) -> None:
                    help="warm start of the refinement's DDS reconstructions (default noise: from sigma_max)")
     o.add_argument("--refine-sigma-start", type=float, default=_D.refine_sigma_start,
                    help="noise level the warm-started refinement reconstructions start from")
+    o.add_argument("--refine-eta", type=float, default=_D.refine_eta,
+                   help="fresh-noise fraction of the refinement's DDS steps (recon's --dds-eta; default: off)")
+    o.add_argument("--refine-churn", type=float, default=_D.refine_churn,
+                   help="churn of the refinement's DDS (default: DDS's)")
     o.add_argument("--refine-tries", type=int, default=_D.refine_tries,
                    help="moves reconstructed per line with --refine-propose gradient (default 1)")
     o.add_argument("--steps", type=int, default=_D.steps,

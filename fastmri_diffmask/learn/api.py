@@ -156,7 +156,8 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                                            moves=opts.refine_moves, sweeps=opts.refine_sweeps,
                                            num_slices=opts.refine_slices, dds_steps=opts.refine_dds_steps or opts.dds_steps,
                                            seed=opts.seed, gradient=gradient, tries=opts.refine_tries, progress=not opts.quiet,
-                                           device=device, init=opts.refine_init, sigma_start=opts.refine_sigma_start)
+                                           device=device, init=opts.refine_init, sigma_start=opts.refine_sigma_start,
+                                           eta=opts.refine_eta, churn=opts.refine_churn)
         if order is not None:  # a nested / greedy order: a moved line takes its new column's place
             order = _swap_moves(order, refined["moves"])
     meta = {

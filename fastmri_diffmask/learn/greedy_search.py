@@ -59,18 +59,18 @@ def spread_indices(n: int, k: int) -> list[int]:
 def dds_shared_noise(prior, kspace: torch.Tensor, sens_maps: torch.Tensor, masks: torch.Tensor, kind: str,
                      steps: int, seed: int, dc_weight: float = DDS_DEFAULTS["dc_weight"],
                      cg_iters: int = DDS_DEFAULTS["cg_iters"], churn: float = DDS_DEFAULTS["churn"],
-                     init: str = "noise", sigma_start: float | None = None) -> torch.Tensor:
+                     init: str = "noise", sigma_start: float | None = None, eta: float | None = None) -> torch.Tensor:
     """DDS reconstructions ``(M, n, H, W)`` of ``n`` fully sampled slices under each of ``M`` masks.
 
     Reconstruction ``[j]`` equals ``dds_reconstruct(prior, kspace * km_j, km_j, sens_maps, steps,
-    generator=torch.Generator().manual_seed(seed), init=init, sigma_start=sigma_start)`` (the
-    same initial and churn noise for every mask; a warm start ``init`` of
+    generator=torch.Generator().manual_seed(seed), init=init, sigma_start=sigma_start, eta=eta)`` (the
+    same initial, churn and fresh noise for every mask; a warm start ``init`` of
     :mod:`fastmri_diffmask.sample.warm_start` other than ``"l1"`` from ``sigma_start``),
     computed in one batch of ``M * n``.
     """
-    from ..sample.warm_start import check_warm_start, initial_estimate
+    from ..sample.warm_start import check_eta, check_warm_start, initial_estimate
 
-    start = check_warm_start(init, sigma_start)
+    start, eta = check_warm_start(init, sigma_start), check_eta(eta)
     if init == "l1":
         raise ValueError("the shared-noise scorer takes the noise, zero-filled or sense starts")
     m_count, n = masks.shape[0], kspace.shape[0]
@@ -94,7 +94,13 @@ def dds_shared_noise(prior, kspace: torch.Tensor, sens_maps: torch.Tensor, masks
                 x = x + math.sqrt(sigma_hat ** 2 - float(t[i]) ** 2) * tile(torch.randn(shape, generator=gen))
             denoised = prior(x, torch.full((x.shape[0],), sigma_hat, device=x.device))
             consistent = to_channels(data_consistency(p.op, p.y, to_complex(denoised), dc_weight, cg_iters))
-            x = consistent + float(t[i + 1]) / sigma_hat * (x - denoised)
+            if eta is None:
+                x = consistent + float(t[i + 1]) / sigma_hat * (x - denoised)
+            elif i + 1 < steps:  # the fresh-noise step of sample.dds (eta), the noise tiled over the masks
+                fresh = tile(torch.randn(shape, generator=gen))
+                x = consistent + float(t[i + 1]) * (math.sqrt(1 - eta ** 2) * (x - denoised) / sigma_hat + eta * fresh)
+            else:
+                x = consistent
     return (to_complex(x) * p.scale).reshape(m_count, n, *kspace.shape[-2:])
 
 
@@ -105,9 +111,10 @@ class TrainingScorer:
     :func:`fastmri_diffmask.learn.refine.refine_line_mask`."""
 
     def __init__(self, prior, train, kind: str, shape, num_slices: int, dds_steps: int, seed: int,
-                 max_batch: int = 16, device="cpu", init: str = "noise", sigma_start: float | None = None):
+                 max_batch: int = 16, device="cpu", init: str = "noise", sigma_start: float | None = None,
+                 eta: float | None = None, churn: float = DDS_DEFAULTS["churn"]):
         self.prior, self.kind, self.shape, self.dds_steps, self.seed = prior, kind, tuple(shape), dds_steps, int(seed)
-        self.init, self.sigma_start = init, sigma_start
+        self.init, self.sigma_start, self.eta, self.churn = init, sigma_start, eta, churn
         self.slices = spread_indices(train.kspace.shape[0], num_slices)
         data = train.subset(self.slices)
         self.kspace, self.maps = data.kspace.to(device), data.sens_maps.to(device)
@@ -121,7 +128,7 @@ class TrainingScorer:
         for j in range(0, len(masks), self.per_call):
             ms = torch.from_numpy(masks[j:j + self.per_call].reshape(-1, *self.shape).astype(np.float32))
             rec = dds_shared_noise(self.prior, self.kspace, self.maps, ms, self.kind, self.dds_steps, self.seed,
-                                   init=self.init, sigma_start=self.sigma_start)
+                                   churn=self.churn, init=self.init, sigma_start=self.sigma_start, eta=self.eta)
             truth = self.truth.repeat(ms.shape[0], 1, 1)
             out += psnr(rec.abs().flatten(0, 1), truth).view(ms.shape[0], -1).mean(1).tolist()
         self.reconstructions += len(masks)

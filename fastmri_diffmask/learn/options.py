@@ -116,9 +116,11 @@ class LearnMaskOptions:
         Moves reconstructed per line with ``refine_propose="gradient"``.
     refine_dds_steps : int or None
         DDS steps of the refinement's reconstructions (default 12; None: ``dds_steps``, the judge's).
-    refine_init, refine_sigma_start : str, float or None
+    refine_init, refine_sigma_start, refine_eta, refine_churn : str, float or None
         Warm start of those reconstructions (:mod:`fastmri_diffmask.sample.warm_start`): ``"noise"``
-        (default, from sigma_max), ``"zero-filled"`` or ``"sense"`` from ``refine_sigma_start``.
+        (default, from sigma_max), ``"zero-filled"`` or ``"sense"`` from ``refine_sigma_start``;
+        the fresh-noise step ``eta`` and churn of :func:`~fastmri_diffmask.sample.dds.dds_reconstruct`
+        (``None``: DDS's defaults).
     steps : int or None
         Adam iterations (default ``None``: 0 for line masks, where on validation the Adam learning
         of the logits added nothing over its start at R = 8 and the refinement learns instead;
@@ -222,6 +224,8 @@ class LearnMaskOptions:
     refine_dds_steps: int | None = 12
     refine_init: str = "noise"
     refine_sigma_start: float | None = None
+    refine_eta: float | None = None
+    refine_churn: float | None = None
     steps: int | None = None       # None: 0 for line masks (Adam adds ~0 dB at R = 8; the refinement learns), 250 for point masks
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
@@ -370,6 +374,11 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
     if opts.refine_init == "l1":
         raise UserError("--refine-init takes noise, zero-filled or sense (l1 runs BART per slice: too slow to score moves)")
     check_warm_start(opts.refine_init, opts.refine_sigma_start)
+    from ..sample.warm_start import check_eta
+
+    check_eta(opts.refine_eta)
+    if opts.refine_churn is not None and not opts.refine_churn >= 0:
+        raise UserError(f"--refine-churn must be >= 0, got {opts.refine_churn}")
     if opts.refine_init != "noise" and opts.refine_sigma_start is None:
         raise UserError(f"--refine-init {opts.refine_init} needs --refine-sigma-start (e.g. 1.0)")
     if opts.refine_propose not in ("gradient", "all"):

@@ -95,7 +95,8 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
                      moves=(1, 2, 3), sweeps: int = 1, num_slices: int = 4, dds_steps: int = 25,
                      min_gain: float = 0.0, seed: int = 0, max_batch: int = 16, gradient=None, tries: int = 1,
                      progress: bool = True, device="cpu", init: str = "noise",
-                     sigma_start: float | None = None) -> tuple[torch.Tensor, dict]:
+                     sigma_start: float | None = None, eta: float | None = None,
+                     churn: float | None = None) -> tuple[torch.Tensor, dict]:
     """Move free lines of ``mask01`` one at a time while the DDS score on training slices rises.
 
     Parameters
@@ -115,9 +116,11 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
         The scoring reconstructions (as :func:`.greedy_search.greedy_search_mask`).
     min_gain : float
         A move is kept only if it raises the mean PSNR by more than this (dB).
-    init, sigma_start
-        A warm start of the scoring DDS (:mod:`fastmri_diffmask.sample.warm_start`: ``"noise"``
-        from ``sigma_max``, the default, or ``"zero-filled"`` / ``"sense"`` from ``sigma_start``).
+    init, sigma_start, eta, churn
+        The scoring DDS's warm start (:mod:`fastmri_diffmask.sample.warm_start`: ``"noise"``
+        from ``sigma_max``, the default, or ``"zero-filled"`` / ``"sense"`` from ``sigma_start``),
+        fresh-noise step ``eta`` and churn (``None``: DDS's default) as in
+        :func:`fastmri_diffmask.sample.dds.dds_reconstruct`.
     gradient : callable, optional
         ``gradient(mask (W,) bool) -> (W,)`` loss gradient w.r.t. the mask; then only the ``tries``
         best-predicted targets per line are reconstructed.
@@ -142,9 +145,10 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
         ("tries", tries)))
     moves = parse_moves(moves)
     score = TrainingScorer(prior, train, "line", m.shape, num_slices, dds_steps, seed, max_batch, torch.device(device),
-                           init=init, sigma_start=sigma_start)
+                           init=init, sigma_start=sigma_start, eta=eta,
+                           **({} if churn is None else {"churn": churn}))
     history = {"moves": [], "tried": [], "reconstructions": 0, "slices": score.slices, "sweeps_run": 0, "dds_steps": dds_steps,
-               "offsets": list(moves), "seed": int(seed), "init": init, "sigma_start": sigma_start}
+               "offsets": list(moves), "seed": int(seed), "init": init, "sigma_start": sigma_start, "eta": eta, "churn": churn}
 
     current = score(m[None])[0]
     history["start"] = current
