@@ -32,7 +32,7 @@ class ReconSettings:
     steps: int | None = None            # DPS / DDS; None = SAMPLER_DEFAULTS
     zeta: float | None = None           # DPS likelihood step; None = tuned per acceleration
     churn: float | None = None          # EDM S_churn; None = SAMPLER_DEFAULTS
-    dc_weight: float | None = None      # DPS: final data-consistency mu (None = off); DDS: per-step mu
+    dc_weight: float | None = None      # DPS: final data-consistency mu (None = default 0.03, 0 = off); DDS: per-step mu
     dc_every: int | None = None         # DPS: data consistency every k steps during sampling (None = off)
     cg_iters: int = DDS_DEFAULTS["cg_iters"]  # DDS: CG iterations per step
     init: str = "noise"                 # DDS: start estimate (sample.warm_start.INITS)

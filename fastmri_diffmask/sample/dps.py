@@ -140,7 +140,8 @@ def dps_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
         Seeds the initial noise and churn noise (CPU generator; results moved to the device).
     dc_weight : float, optional
         ``mu`` of a final data-consistency step (:func:`data_consistency`, ``dc_iters`` CG
-        iterations) on the scaled image; ``None`` (default) returns the DPS sample as it is.
+        iterations) on the scaled image; ``None`` (default) or 0 returns the DPS sample as it is
+        (the entry points' default is 0.03: :data:`fastmri_diffmask.sample.dds.SAMPLER_DEFAULTS`).
         With ``dc_every`` it is the ``mu`` of every data-consistency step instead (default
         :data:`DC_EVERY_WEIGHT`), and no extra final step is taken (the last step is one).
     dc_every : int, optional
@@ -184,7 +185,7 @@ def dps_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
             norm = sq_norm.sqrt().clamp_min(1e-12).view(-1, 1, 1, 1)
             x = x_next - zeta / norm * grad
     out = to_complex(x.detach())
-    if dc_weight is not None:
+    if dc_weight:  # None or 0: no final step
         with torch.no_grad():
             out = data_consistency(op, y, out, float(dc_weight), dc_iters)
     return out * p.scale

@@ -49,13 +49,13 @@ class DiffusionPosteriorModel(nn.Module):
         :func:`~fastmri_diffmask.sample.dps.dps_reconstruct` (the paper's) or the Jacobian-free
         :func:`~fastmri_diffmask.sample.dds.dds_reconstruct` (about 3x faster at equal quality here).
     steps, zeta, churn, dc_weight : sampler settings; ``None`` takes the sampler's default (DPS:
-        100 steps, no churn, no final data-consistency step; DDS as tuned):
+        100 steps, no churn, a final data-consistency step of weight 0.03, 0 = none; DDS as tuned):
         :data:`~fastmri_diffmask.sample.dds.SAMPLER_DEFAULTS`.
         ``zeta`` is DPS only.
     dc_every : int, optional
         DPS only: enforce the data every ``dc_every`` steps during sampling
         (:func:`~fastmri_diffmask.sample.dps.dps_reconstruct`; ``dc_weight`` is then its ``mu``,
-        default :data:`~fastmri_diffmask.sample.dps.DC_EVERY_WEIGHT`). ``None`` (default): plain DPS.
+        default 0.03 as above). ``None`` (default): DPS with only the final step.
     dds_init, sigma_start, eta : DDS only: the warm start and the fresh-noise fraction of each step
         (:func:`~fastmri_diffmask.sample.dds.dds_reconstruct`, :mod:`~fastmri_diffmask.sample.warm_start`);
         the defaults (``"noise"``, ``None``, ``None``) are DDS from pure noise at ``sigma_max``.
