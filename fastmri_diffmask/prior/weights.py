@@ -22,7 +22,9 @@ from .base import Denoiser
 
 FORMAT = "fastmri-diffmask-prior"
 META_KEY = "fastmri_diffmask_prior"
-DEFAULT_NAME = "edm_unet_colin27_128.safetensors"
+#: The default prior (issue 14): trained on Colin27, ICBM152 and INIA19 with augmentation
+#: (``prior/default/CORPUS.md``); ``colin27-v1`` is the one-head prior every benchmark before it used.
+DEFAULT_NAME = "edm_unet_brains_128.safetensors"
 #: Priors shipped in ``prior/default/`` by name: ``"default"`` and earlier defaults kept so that
 #: the benchmarks measured with them reproduce (``--prior colin27-v1``).
 SHIPPED = {"default": DEFAULT_NAME, "colin27-v1": "edm_unet_colin27_128.safetensors"}
