@@ -54,11 +54,12 @@ def case_tensors(kspace, mask_sample, maps):
     return mask, torch.from_numpy(kspace * mask_sample.mask), torch.from_numpy(np.ascontiguousarray(maps))
 
 
-def line_mask_judging(data_dir: str, mask_file: str):
+def line_mask_judging(data_dir: str, mask_file: str, prior: str = "default"):
     """What the mask-judging studies (``judge_study.py``, ``sampling_study.py``) share: the mask
     file, the validation slices' k-space and targets, ESPIRiT (BART) maps from the file's fixed
     centre, the shipped prior and a ``BernoulliMask`` holding the file's learned logits (so its
-    ``probabilities()`` and ``flattened(w)`` are those learn-mask drew its candidates from).
+    ``probabilities()`` and ``flattened(w)`` are those learn-mask drew its candidates from); the
+    prior is ``prior`` (a shipped name or a file).
     Returns ``(mask_file, kspace, target, maps, prior, bernoulli_mask)``."""
     import torch
 
@@ -74,7 +75,7 @@ def line_mask_judging(data_dir: str, mask_file: str):
     bm = BernoulliMask((k.shape[-1],), mf.acceleration, mf.num_low_frequencies, logits=torch.as_tensor(mf.logits))
     centre = bm.fixed.numpy().astype(np.float32)
     maps = np.stack([sens_maps_for(k[i] * centre, None, mf.num_low_frequencies, "espirit-bart") for i in range(len(k))])
-    return mf, k, target, maps, load_prior("default", device="cpu"), bm
+    return mf, k, target, maps, load_prior(prior, device="cpu"), bm
 
 
 def dds_psnr(prior, kspace, target, maps, mask, idx, steps: int) -> float:

@@ -2,7 +2,7 @@
 mean DDS PSNR with ESPIRiT (BART) maps from each file's own centre. For choosing learner defaults
 on validation only (test slices are never touched here).
 
-    python benchmarks/val_check.py MASK.safetensors [MASK ...] [--steps 50] [--slices 4 5 6 7 8 9]
+    python benchmarks/val_check.py MASK.safetensors [MASK ...] [--steps 50] [--slices 4 5 6 7 8 9] [--prior NAME]
 """
 
 import argparse
@@ -19,9 +19,10 @@ def main() -> None:
     ap.add_argument("--data", default="runs/data")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--slices", type=int, nargs="+", default=[4, 5, 6, 7, 8, 9])
+    ap.add_argument("--prior", default="default", help="shipped name (default, colin27-v1) or a prior file")
     args = ap.parse_args()
     for path in args.masks:
-        mf, k, target, maps, prior, _ = line_mask_judging(args.data, path)
+        mf, k, target, maps, prior, _ = line_mask_judging(args.data, path, args.prior)
         idx = [i for i in args.slices if i < len(k)]
         value = dds_psnr(prior, k, target, maps, np.asarray(mf.mask, np.float32), idx, args.steps)
         lines = [int(i) for i in np.flatnonzero(np.asarray(mf.mask) > 0.5)]
