@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from ..masks.bernoulli import as_kspace_mask
 from ..physics import to_channels, to_complex
-from ..sample.dds import DDS_DEFAULTS
+from ..sample.dds import DDS_DEFAULTS, dds_step
 from ..sample.dps import data_consistency, prepare_sampling
 from .greedy import build_mask, check_count, fixed_order
 from .validate import psnr
@@ -77,7 +77,7 @@ def dds_shared_noise(prior, kspace: torch.Tensor, sens_maps: torch.Tensor, masks
     km = as_kspace_mask(masks.repeat_interleave(n, 0).to(kspace.device), kind)
     masked = kspace.repeat(m_count, 1, 1, 1) * km
     p = prepare_sampling(masked, km, sens_maps.repeat(m_count, 1, 1, 1), steps, churn, torch.Generator(),
-                         sigma_max=80.0 if start is None else start)
+                         **({} if start is None else {"sigma_max": start}))
     gen = torch.Generator().manual_seed(int(seed))
     shape = (n, 2, *kspace.shape[-2:])
     tile = lambda z: z.to(kspace.device, torch.float32).repeat(m_count, 1, 1, 1)  # noqa: E731
@@ -94,13 +94,8 @@ def dds_shared_noise(prior, kspace: torch.Tensor, sens_maps: torch.Tensor, masks
                 x = x + math.sqrt(sigma_hat ** 2 - float(t[i]) ** 2) * tile(torch.randn(shape, generator=gen))
             denoised = prior(x, torch.full((x.shape[0],), sigma_hat, device=x.device))
             consistent = to_channels(data_consistency(p.op, p.y, to_complex(denoised), dc_weight, cg_iters))
-            if eta is None:
-                x = consistent + float(t[i + 1]) / sigma_hat * (x - denoised)
-            elif i + 1 < steps:  # the fresh-noise step of sample.dds (eta), the noise tiled over the masks
-                fresh = tile(torch.randn(shape, generator=gen))
-                x = consistent + float(t[i + 1]) * (math.sqrt(1 - eta ** 2) * (x - denoised) / sigma_hat + eta * fresh)
-            else:
-                x = consistent
+            fresh = tile(torch.randn(shape, generator=gen)) if eta is not None and i + 1 < steps else None
+            x = dds_step(x, denoised, consistent, sigma_hat, float(t[i + 1]), eta, fresh)  # noise tiled over masks
     return (to_complex(x) * p.scale).reshape(m_count, n, *kspace.shape[-2:])
 
 

@@ -109,12 +109,21 @@ def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
             x, sigma_hat = churn_noise(x, float(t[i]), p.gamma, generator)
             denoised = prior(x, torch.full((b,), sigma_hat, device=x.device))
             consistent = to_channels(data_consistency(p.op, p.y, to_complex(denoised), dc_weight, cg_iters))
-            if eta is None:
-                x = consistent + float(t[i + 1]) / sigma_hat * (x - denoised)
-            elif i + 1 < steps:  # the last step (t_N = 0) returns x0_dc either way
+            fresh = None
+            if eta is not None and i + 1 < steps:
                 fresh = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
-                eps = (x - denoised) / sigma_hat
-                x = consistent + float(t[i + 1]) * (math.sqrt(1 - eta ** 2) * eps + eta * fresh)
-            else:
-                x = consistent
+            x = dds_step(x, denoised, consistent, sigma_hat, float(t[i + 1]), eta, fresh)
     return to_complex(x) * p.scale
+
+
+def dds_step(x: torch.Tensor, denoised: torch.Tensor, consistent: torch.Tensor, sigma: float, sigma_next: float,
+             eta: float | None = None, fresh: torch.Tensor | None = None) -> torch.Tensor:
+    """One DDS update from noise level ``sigma`` to ``sigma_next`` (module docstring): the
+    deterministic step ``x0_dc + sigma_next (x - x0_hat) / sigma`` when ``eta`` is ``None``, else
+    ``x0_dc + sigma_next (sqrt(1 - eta^2) eps + eta fresh)``; at ``sigma_next = 0`` with ``eta``,
+    ``x0_dc`` itself (``fresh`` may then be ``None``)."""
+    if eta is None:
+        return consistent + sigma_next / sigma * (x - denoised)
+    if sigma_next == 0:
+        return consistent
+    return consistent + sigma_next * (math.sqrt(1 - eta ** 2) * (x - denoised) / sigma + eta * fresh)
