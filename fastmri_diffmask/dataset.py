@@ -156,10 +156,10 @@ def read_volume(path: Path, readout_crop: str = "auto") -> dict:
             "acquired": acquired, "readout": (stored, rows)}
 
 
-def file_shape(path: str | Path, readout_crop: str = "auto") -> tuple[int, int]:
-    """One file's k-space ``(rows, cols)`` as :func:`read_volume` gives it (after the readout
-    crop, :mod:`fastmri_diffmask.io.readout`), from the dataset's shape and the header: no
-    k-space data read."""
+def file_layout(path: str | Path, readout_crop: str = "auto") -> tuple[int, int, int, int]:
+    """One file's ``(slices, coils, rows, cols)`` as :func:`read_volume` gives it (rows after the
+    readout crop, :mod:`fastmri_diffmask.io.readout`; 1 coil for single-coil files), from the
+    dataset's shape and the header in one open: no k-space data read."""
     from .io.readout import readout_rows
 
     try:
@@ -171,14 +171,13 @@ def file_shape(path: str | Path, readout_crop: str = "auto") -> tuple[int, int]:
     if len(shape) < 3:
         raise UserError(f"{path}: kspace must be (slices, coils, rows, cols) or (slices, rows, cols), got {shape}; "
                         "re-create or re-download the file, or move it out of the folder")
-    return readout_rows(header, shape[-2], readout_crop, where=str(path)), shape[-1]
+    coils = shape[-3] if len(shape) == 4 else 1
+    return shape[0], coils, readout_rows(header, shape[-2], readout_crop, where=str(path)), shape[-1]
 
 
-def file_coils(path: str | Path) -> int:
-    """The number of coils of one file's k-space (1 for single-coil ``(slices, rows, cols)``)."""
-    with h5py.File(path, "r") as f:
-        shape = f["kspace"].shape
-    return int(shape[-3]) if len(shape) == 4 else 1
+def file_shape(path: str | Path, readout_crop: str = "auto") -> tuple[int, int]:
+    """One file's k-space ``(rows, cols)`` as :func:`read_volume` gives it (:func:`file_layout`)."""
+    return file_layout(path, readout_crop)[2:]
 
 
 def _shape_text(key, with_coils: bool) -> str:
@@ -186,7 +185,7 @@ def _shape_text(key, with_coils: bool) -> str:
     return f"{h}x{w} ({coils} coil{'s' if coils != 1 else ''})" if with_coils else f"{h}x{w}"
 
 
-def _sizes_text(counts: dict) -> str:
+def sizes_text(counts: dict) -> str:
     """``"24x37: 3 slices, 20x29: 2 slices"`` for counts keyed by ``(coils, rows, cols)``; the coil
     counts are named only when they differ."""
     with_coils = len({k[0] for k in counts}) > 1
@@ -198,17 +197,18 @@ def _files_of_size(files: list[Path], size, readout_crop: str, where: str) -> tu
     """The files whose k-space has matrix ``size`` (``"most-common"``: the size most slices
     have, ties to the larger matrix) and, among those, the most common coil count (one mask and
     one batch need one k-space shape), and the one-line note to print when others are skipped."""
-    keys = {p: (file_coils(p), *file_shape(p, readout_crop)) for p in files}
+    layouts = {p: file_layout(p, readout_crop) for p in files}
+    keys = {p: layouts[p][1:] for p in files}
     counts: dict = {}
     for p in files:
-        counts[keys[p]] = counts.get(keys[p], 0) + _num_slices_in(p)
+        counts[keys[p]] = counts.get(keys[p], 0) + layouts[p][0]
     if size == "most-common":
         key = max(counts, key=lambda k: (counts[k], k[1] * k[2], k[0]))
     else:
         shape = tuple(int(n) for n in size)
         of_size = [k for k in counts if k[1:] == shape]
         if not of_size:
-            raise UserError(f"{where} has no slices of {shape[0]}x{shape[1]} (it holds {_sizes_text(counts)}); "
+            raise UserError(f"{where} has no slices of {shape[0]}x{shape[1]} (it holds {sizes_text(counts)}); "
                             f"add files of that size or use a folder of one matrix size")
         key = max(of_size, key=lambda k: (counts[k], k[0]))
     note = None
@@ -216,7 +216,7 @@ def _files_of_size(files: list[Path], size, readout_crop: str, where: str) -> tu
         skipped = sum(counts.values()) - counts[key]
         with_coils = len({k[0] for k in counts}) > 1
         what = "k-space shapes" if with_coils else "matrix sizes"
-        note = (f"note: {where} holds {len(counts)} {what} ({_sizes_text(counts)}); using the {counts[key]} "
+        note = (f"note: {where} holds {len(counts)} {what} ({sizes_text(counts)}); using the {counts[key]} "
                 f"slices of {_shape_text(key, with_coils)}, skipping {skipped} of other {'shapes' if with_coils else 'sizes'} (a mask has one size: learn "
                 "one per size from a folder holding that size)")
     return [p for p in files if keys[p] == key], note

@@ -64,11 +64,11 @@ def run(args) -> int:
     groups = load_slice_groups(args.data, args.split, num_slices=args.num_train, sens_backend=args.sens_backend,
                                spread=True, readout_crop=args.readout_crop)
     if len(groups) > 1:  # the denoiser pads any size: every batch comes from one size (prior/train.py)
-        from ..dataset import _sizes_text
+        from ..dataset import sizes_text
 
         counts = {(g.kspace.shape[-3], *g.kspace.shape[-2:]): len(g.fnames) for g in groups}
-        what = "k-space shapes" if len({k[0] for k in counts}) > 1 else "matrix sizes"
-        print(f"train-prior: {len(groups)} {what} ({_sizes_text(counts)}); batches drawn per {what.split()[-1][:-1]}", file=sys.stderr)
+        what, unit = ("k-space shapes", "shape") if len({k[0] for k in counts}) > 1 else ("matrix sizes", "size")
+        print(f"train-prior: {len(groups)} {what} ({sizes_text(counts)}); batches drawn per {unit}", file=sys.stderr)
     val = None
     if args.val_split is not None:
         val = [g.images for g in load_slice_groups(args.data, args.val_split, sens_backend=args.sens_backend,
