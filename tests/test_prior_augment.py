@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from fastmri_diffmask.errors import UserError
-from fastmri_diffmask.prior.augment import (AugmentConfig, augment, flip_and_global_phase, rescale, rotate_phase,
-                                            similarity_transform)
+from fastmri_diffmask.prior.augment import AugmentConfig, augment, rescale, rotate_phase, similarity_transform
 from fastmri_diffmask.prior.train import TrainConfig, _augment, train_prior, validation_loss
 from fastmri_diffmask.prior.weights import load_prior
 
@@ -28,15 +27,15 @@ def _channels(z):
     return torch.stack([z.real, z.imag], 1)
 
 
-def test_basic_mode_is_the_old_flip_and_phase_stream():
+def test_basic_mode_flips_and_rotates_phase_as_its_flags_say():
     x = _channels(_blobs())
     a = _augment(x, torch.Generator().manual_seed(3), TrainConfig())
-    b = flip_and_global_phase(x, torch.Generator().manual_seed(3))
-    assert torch.equal(a, b)
-    # magnitudes survive a global phase: each image is x or its mirror
     mag, mag_a = x.norm(dim=1), a.norm(dim=1)
-    for m, ma in zip(mag, mag_a):
+    for m, ma in zip(mag, mag_a):  # a global phase keeps magnitudes: each image is x or its mirror
         assert torch.allclose(ma, m, atol=1e-5) or torch.allclose(ma, m.flip(-1), atol=1e-5)
+    no_flip = _augment(x, torch.Generator().manual_seed(3), TrainConfig(flip_augment=False))
+    assert torch.allclose(no_flip.norm(dim=1), mag, atol=1e-5) and not torch.allclose(no_flip, x, atol=1e-3)
+    assert torch.equal(_augment(x, torch.Generator(), TrainConfig(flip_augment=False, phase_augment=False)), x)
 
 
 def test_identity_transform_is_exact_and_quarter_turn_is_rot90():

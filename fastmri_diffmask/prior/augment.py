@@ -38,6 +38,8 @@ MODES = ("basic", "full")
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
     mode: str = "basic"
+    flip: bool = True
+    global_phase: bool = True
     p: float = 0.8
     max_rotation: float = 20.0
     min_zoom: float = 0.7
@@ -47,13 +49,18 @@ class AugmentConfig:
     phase_std: float = 1.0
 
 
-def flip_and_global_phase(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Left-right flip with probability 1/2 and a uniform global phase, on ``(B, 2, H, W)``."""
+def flip_and_global_phase(x: torch.Tensor, g: torch.Generator, flip: bool = True,
+                          global_phase: bool = True) -> torch.Tensor:
+    """Left-right flip with probability 1/2 and a uniform global phase, on ``(B, 2, H, W)``
+    (each optional; the draws in that order)."""
     b = x.shape[0]
-    flip = torch.rand(b, generator=g) < 0.5
-    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    theta = torch.rand(b, generator=g) * 2 * math.pi
-    return rotate_phase(x, theta.view(-1, 1, 1))
+    if flip:
+        flipped = torch.rand(b, generator=g) < 0.5
+        x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(-1), x)
+    if global_phase:
+        theta = torch.rand(b, generator=g) * 2 * math.pi
+        x = rotate_phase(x, theta.view(-1, 1, 1))
+    return x
 
 
 def rotate_phase(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -90,7 +97,7 @@ def augment(x: torch.Tensor, g: torch.Generator, cfg: AugmentConfig = AugmentCon
     """Augment a batch of 2-channel complex images ``(B, 2, H, W)`` (see the module docstring)."""
     if cfg.mode not in MODES:
         raise ValueError(f"unknown augmentation mode {cfg.mode!r}; use one of {', '.join(MODES)}")
-    x = flip_and_global_phase(x, g)
+    x = flip_and_global_phase(x, g, cfg.flip, cfg.global_phase)
     if cfg.mode == "basic":
         return x
     b, _, h, w = x.shape

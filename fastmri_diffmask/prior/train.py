@@ -61,17 +61,7 @@ def scaled_training_images(images: torch.Tensor) -> torch.Tensor:
 
 
 def _augment(x: torch.Tensor, g: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
-    if cfg.augment != "basic":
-        return augment(x, g, AugmentConfig(mode=cfg.augment))
-    b = x.shape[0]
-    if cfg.flip_augment:
-        flip = torch.rand(b, generator=g) < 0.5
-        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    if cfg.phase_augment:
-        theta = torch.rand(b, generator=g) * 2 * math.pi
-        c, s = theta.cos().view(-1, 1, 1), theta.sin().view(-1, 1, 1)
-        x = torch.stack([c * x[:, 0] - s * x[:, 1], s * x[:, 0] + c * x[:, 1]], dim=1)
-    return x
+    return augment(x, g, AugmentConfig(mode=cfg.augment, flip=cfg.flip_augment, global_phase=cfg.phase_augment))
 
 
 #: Noise levels of the validation denoising loss (EDM-weighted, the same noise at every check).
@@ -180,8 +170,7 @@ def train_prior(images: torch.Tensor | Sequence[torch.Tensor], out: str | Path, 
     groups = [images] if isinstance(images, torch.Tensor) else list(images)
     if not groups or any(len(g) == 0 for g in groups):
         raise UserError("train-prior needs at least one training image of each matrix size; check the data folder")
-    # any H x W: EDMPrecond reflect-pads to the UNet's multiple and crops back
-    data = [scaled_training_images(g).to(dev) for g in groups]
+    data = [scaled_training_images(g).to(dev) for g in groups]  # any H x W: EDMPrecond pads to the UNet's multiple
     weights = torch.tensor([float(len(d)) for d in data])
     torch.manual_seed(cfg.seed)
     model = EDMPrecond(UNet(in_channels=2, **PRESETS[cfg.preset]))
