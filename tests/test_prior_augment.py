@@ -111,3 +111,14 @@ def test_init_starts_from_given_weights_and_checks_architecture(tmp_path):
     wrong = TrainConfig(**{**tuned.__dict__, "preset": "small"})
     with pytest.raises(UserError, match="--init"):
         train_prior(imgs, tmp_path / "c.safetensors", wrong, progress=False)
+
+
+def test_train_prior_cli_refuses_a_missing_init_before_reading_data(tmp_path, capsys):
+    from fastmri_diffmask.cli.main import main
+
+    out = tmp_path / "p.safetensors"
+    rc = main(["train-prior", "--data", str(tmp_path / "no_data"), "--out", str(out), "--init",
+               str(tmp_path / "nope.safetensors"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "--init: unknown prior" in err
+    assert not out.exists()

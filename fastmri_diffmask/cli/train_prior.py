@@ -56,11 +56,13 @@ def run(args) -> int:
         raise UserError("--lr must be > 0")
     if args.num_train is not None and args.num_train < 1:
         raise UserError("--num-train must be >= 1")
-    from ..prior.weights import SHIPPED
+    if args.init is not None:  # before the data are read
+        from ..prior.weights import prior_path
 
-    if args.init is not None and args.init not in SHIPPED and not Path(args.init).is_file():
-        raise UserError(f"--init {args.init}: no such prior file; give a .safetensors prior or a shipped name "
-                        f"({', '.join(SHIPPED)})")
+        try:
+            prior_path(args.init)
+        except UserError as e:
+            raise UserError(f"--init: {e}") from None
     groups = load_slice_groups(args.data, args.split, num_slices=args.num_train, sens_backend=args.sens_backend,
                                spread=True, readout_crop=args.readout_crop)
     if len(groups) > 1:  # the denoiser pads any size: every batch comes from one size (prior/train.py)

@@ -83,6 +83,21 @@ def _read(path: Path) -> tuple[dict, dict]:
     return json.loads(meta[META_KEY]), state
 
 
+def prior_path(name_or_path: str | Path) -> Path:
+    """The file a prior name (:data:`SHIPPED`) or path names; a one-line :class:`UserError` when
+    there is none (checked before any data are read)."""
+    if str(name_or_path) in SHIPPED:
+        path = default_prior_path(str(name_or_path))
+        if not path.is_file():
+            raise UserError(f"the shipped prior {str(name_or_path)!r} is missing ({path}); reinstall or train one "
+                            "with `fastmri-diffmask train-prior`")
+        return path
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise UserError(f"unknown prior {str(name_or_path)!r}: not a shipped one ({', '.join(SHIPPED)}) and no such file")
+    return path
+
+
 def load_prior(name_or_path: str | Path = "default", device="auto") -> Denoiser:
     """Load a prior: a shipped one by name (``"default"``, or an earlier default in
     :data:`SHIPPED`), or a path to a ``.safetensors`` / ``.pt`` file.
@@ -92,15 +107,7 @@ def load_prior(name_or_path: str | Path = "default", device="auto") -> Denoiser:
     ``channels_last``: the same numbers up to float rounding, 1.16x faster for DPS on CPU
     (``benchmarks/bench_layout.py``, BENCHMARKS.md P3).
     """
-    if str(name_or_path) in SHIPPED:
-        path = default_prior_path(str(name_or_path))
-        if not path.is_file():
-            raise UserError(f"the default prior weights are missing ({path}); reinstall or train one with `fastmri-diffmask train-prior`")
-    else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise UserError(f"unknown prior {str(name_or_path)!r}: not a shipped one ({', '.join(SHIPPED)}) "
-                            "and no such file")
+    path = prior_path(name_or_path)
     config, state = _read(path)
     prior = build_prior(config)
     missing, unexpected = [], []
