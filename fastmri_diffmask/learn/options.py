@@ -369,13 +369,11 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
     from .refine import parse_moves
 
     parse_moves(opts.refine_moves)
-    from ..sample.warm_start import check_warm_start
+    from ..sample.warm_start import check_eta, check_warm_start
 
     if opts.refine_init == "l1":
         raise UserError("--refine-init takes noise, zero-filled or sense (l1 runs BART per slice: too slow to score moves)")
     check_warm_start(opts.refine_init, opts.refine_sigma_start)
-    from ..sample.warm_start import check_eta
-
     check_eta(opts.refine_eta)
     if opts.refine_churn is not None and not opts.refine_churn >= 0:
         raise UserError(f"--refine-churn must be >= 0, got {opts.refine_churn}")
