@@ -20,15 +20,20 @@ torch.set_num_threads(1)
 H, WA, WB = 16, 24, 20  # size A (3 slices per split) outnumbers size B (2)
 
 
+def _two_volume_folder(root, coils_a: int, coils_b: int, width_b: int):
+    """train/ and val/ each with a.h5 (3 slices, ``coils_a`` coils, H x WA) and b.h5 (2 slices,
+    ``coils_b`` coils, H x ``width_b``)."""
+    for split, seed in (("train", 0), ("val", 10)):
+        write_multicoil_volume(root / split / "a.h5", num_slices=3, coils=coils_a, height=H, width=WA, recon=(H, WA),
+                               seed=seed, sens_maps=True)
+        write_multicoil_volume(root / split / "b.h5", num_slices=2, coils=coils_b, height=H, width=width_b,
+                               recon=(H, width_b), seed=seed + 1, sens_maps=True)
+    return root
+
+
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mixed")
-    for split, seed in (("train", 0), ("val", 10)):
-        write_multicoil_volume(root / split / "a.h5", num_slices=3, coils=2, height=H, width=WA, recon=(H, WA),
-                               seed=seed, sens_maps=True)
-        write_multicoil_volume(root / split / "b.h5", num_slices=2, coils=2, height=H, width=WB, recon=(H, WB),
-                               seed=seed + 1, sens_maps=True)
-    return root
+    return _two_volume_folder(tmp_path_factory.mktemp("mixed"), 2, 2, WB)
 
 
 def test_loaders(mixed, capsys):
@@ -95,13 +100,7 @@ def test_learn_mask_uses_the_most_common_size(mixed, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def mixed_coils(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mixed_coils")
-    for split, seed in (("train", 0), ("val", 10)):
-        write_multicoil_volume(root / split / "a.h5", num_slices=3, coils=3, height=H, width=WA, recon=(H, WA),
-                               seed=seed, sens_maps=True)
-        write_multicoil_volume(root / split / "b.h5", num_slices=2, coils=2, height=H, width=WA, recon=(H, WA),
-                               seed=seed + 1, sens_maps=True)
-    return root
+    return _two_volume_folder(tmp_path_factory.mktemp("mixed_coils"), 3, 2, WA)
 
 
 def test_mixed_coil_counts_are_named_as_such(mixed_coils, capsys):
