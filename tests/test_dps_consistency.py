@@ -5,14 +5,13 @@ import pytest
 import torch
 
 from fastmri_diffmask.errors import UserError
-from fastmri_diffmask.physics import MultiCoilOperator, fft2c, percentile_scale, to_complex
-from fastmri_diffmask.prior.gaussian import GaussianPrior
+from fastmri_diffmask.physics import MultiCoilOperator, to_complex
 from fastmri_diffmask.sample.dps import (churn_noise, consistency_steps, data_consistency, default_zeta,
                                          dps_reconstruct, mask_acceleration, prepare_sampling)
 from fastmri_diffmask.sample.model import DiffusionPosteriorModel
 
 from test_dps import _line_mask, _problem
-from test_prior import _images
+from test_fast_dds import _gaussian_case, _posterior_stats
 
 torch.set_num_threads(1)
 
@@ -91,31 +90,17 @@ def test_dc_every_samples_the_exact_gaussian_posterior():
     """Single coil of ones: ``A^H A = F^H M F`` is diagonal in k-space, and with noiseless data the
     posterior of the prior (which acts on images divided by ``scale``, as in DPS) is a point mass at
     ``y`` on the sampled frequencies and the prior ``N(scale mu_k, 2 scale^2 v_k)`` elsewhere."""
-    size, k_samples = 16, 64
-    imgs = _images(n=30, size=size, seed=4)
-    prior = GaussianPrior.fit(imgs[1:])
-    maps = torch.ones(1, 1, size, size, dtype=torch.complex64)
-    mask = _line_mask(size)
-    op = MultiCoilOperator(maps, mask)
-    y = op.forward(imgs[:1])
-    scale = float(percentile_scale(op.adjoint(y)).flatten()[0])
-    exact = fft2c(prior.posterior_mean_given_measurements(y[:, 0] / scale, mask[0, 0]) * scale)[0]
-    m = mask[0, 0, 0]
-    rep = lambda v: v.repeat(k_samples, 1, 1, 1)  # noqa: E731  K posterior samples in one batch
-    out = dps_reconstruct(prior, rep(y), mask, rep(maps), steps=40, zeta=1.0, dc_every=1, dc_weight=1e-3,
+    prior, y, mask, maps, exact, un, trace = _gaussian_case()  # K = 64 posterior samples in one batch
+    out = dps_reconstruct(prior, y, mask, maps, steps=40, zeta=1.0, dc_every=1, dc_weight=1e-3,
                           generator=torch.Generator().manual_seed(0), progress=False)
-    k = fft2c(out)
+    sampled, err2, spread = _posterior_stats(out, exact, un, trace)
     # sampled frequencies: every sample equals the posterior mean (= y) up to mu = 1e-3
-    assert float((m * (k - exact)).norm() / (m * exact).norm().mul(k_samples ** 0.5)) < 3e-3
+    assert sampled < 3e-3, sampled
     # unsampled frequencies: exact posterior samples would give E||mean_K - E[z|y]||^2 = tr(cov) / K
-    # (cov = 2 scale^2 v there). Allow [0.5, 1.5] x that: about 300 real degrees of freedom make
+    # (cov = 2 scale^2 v there), err2 = 1. Allow [0.5, 1.5]: about 300 real degrees of freedom make
     # the chi-square spread ~10%, and 40 Euler steps shrink the sample variance by ~12% (measured
     # 0.87 x); a bias towards the wrong mean or collapsed samples would fall outside.
-    un = 1 - m
-    trace = float((un * 2 * scale ** 2 * prior.variance).sum())
-    err2 = float((un * (k.mean(0) - exact)).abs().pow(2).sum())
-    assert 0.5 < err2 / (trace / k_samples) < 1.5, err2 / (trace / k_samples)
-    spread = float((un * (k - k.mean(0))).abs().pow(2).sum()) / (k_samples - 1) / trace
+    assert 0.5 < err2 < 1.5, err2
     assert 0.7 < spread < 1.2, spread
 
 
