@@ -15,18 +15,7 @@ VERSION=1.12.1
 MEMBER=dipy/data/files/t1_coronal_slice.npy
 [ -f .venv/bin/activate ] && . .venv/bin/activate
 mkdir -p "$CACHE"
-if ! ls "$CACHE"/dipy-"$VERSION"-*.whl >/dev/null 2>&1; then
-  python -m pip download "dipy==$VERSION" --no-deps --only-binary=:all: -d "$CACHE"
-fi
-WHEEL=$(ls "$CACHE"/dipy-"$VERSION"-*.whl | head -n 1)
+. scripts/wheel_files.sh  # wheel, extract
 SRC="$CACHE/t1_coronal_slice.npy"
-python - "$WHEEL" "$MEMBER" "$SRC" <<'PY'
-import sys, zipfile
-wheel, member, dest = sys.argv[1:]
-with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(dest + ".tmp", "wb") as out:
-    out.write(src.read())
-import os
-os.replace(dest + ".tmp", dest)
-print(f"extracted {member} from {os.path.basename(wheel)}")
-PY
+extract "$(wheel dipy "$VERSION")" "$MEMBER" "$SRC"
 fastmri-diffmask make-data --from "$SRC" --out "$OUT" --repeats 6 --split-name test
