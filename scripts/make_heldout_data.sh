@@ -17,7 +17,7 @@
 # taken out of them with zipfile) and nibabel for the NIfTI files (the project's `data` extra;
 # installed into the venv when missing). HELDOUT_CACHE (default runs/.cache/heldout) keeps the
 # wheels; wheels already there are reused. A set whose test folder exists is left as it is
-# (delete it to rebuild). scripts/make_transfer_data.sh (issue 6's one-set version) is unchanged.
+# (delete it to rebuild). scripts/make_transfer_data.sh (issue 6's one-set version) shares scripts/wheel_files.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/heldout}
