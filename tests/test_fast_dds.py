@@ -146,7 +146,7 @@ def test_warm_start_reaches_recon_settings_compare_and_the_model():
     spec = _method_spec({"name": "dds", "init": "sense", "sigma_start": 1, "eta": 1, "steps": 8}, "cfg")
     assert spec.options == {"init": "sense", "sigma_start": 1, "eta": 1, "steps": 8}
     for bad in ({"name": "dds", "init": "magic"}, {"name": "dds", "sigma_start": 0}, {"name": "dds", "eta": 2},
-                {"name": "dps", "init": "sense"}, {"name": "dds", "sigma_start": "high"}):
+                {"name": "dps", "eta": 1}, {"name": "dps", "init": "cs"}, {"name": "dds", "sigma_start": "high"}):
         with pytest.raises(UserError):
             _method_spec(bad, "cfg")
     prior, x, maps = _problem(seed=2)
@@ -161,7 +161,7 @@ def test_warm_start_reaches_recon_settings_compare_and_the_model():
     model = DiffusionPosteriorModel(prior, sampler="dds", steps=6, churn=0.0, device="cpu", dds_init="sense",
                                     sigma_start=1.0, eta=1.0)
     assert torch.allclose(model.reconstruct(k * mask, mask, sens_maps=maps), want)
-    for bad in (dict(sampler="dps", dds_init="sense"), dict(sampler="dds", dds_init="cs"),
+    for bad in (dict(sampler="dps", eta=1.0), dict(sampler="dds", dds_init="cs"),
                 dict(sampler="dds", sigma_start=-1.0), dict(sampler="dds", eta=3.0)):
         with pytest.raises(UserError):
             DiffusionPosteriorModel(prior, device="cpu", **bad)
@@ -177,8 +177,9 @@ def test_recon_refuses_bad_warm_start_flags_before_writing(tmp_path, capsys):
     base = ["recon", "--data", str(data), "--mask-type", "equispaced_fraction", "--acceleration", "4",
             "--sens-maps", "file"]
     cases = [(["--method", "dds", "--dds-init", "magic"], "init"), (["--method", "dds", "--sigma-start", "0"], "sigma_start"),
-             (["--method", "dds", "--dds-eta", "2"], "eta"), (["--method", "dps", "--dds-init", "sense"], "--method dds"),
-             (["--method", "zero-filled", "--sigma-start", "1"], "--method dds")]
+             (["--method", "dds", "--dds-eta", "2"], "eta"), (["--method", "dps", "--dds-eta", "1"], "--method dds"),
+             (["--method", "zero-filled", "--sigma-start", "1"], "--method dps or dds"),
+             (["--method", "dps", "--init", "cs"], "init")]
     for i, (flags, needle) in enumerate(cases):
         out = tmp_path / f"out{i}"
         assert main(base + flags + ["--out", str(out)]) == 2

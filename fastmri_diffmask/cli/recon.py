@@ -43,12 +43,13 @@ def register(sub) -> None:
                    help="DPS: enforce the data (CG, weight --dc-weight, default 0.03) every this many steps "
                         "during sampling, the last step included (default off: plain DPS)")
     p.add_argument("--cg-iters", type=int, default=5, help="DDS: conjugate-gradient iterations per step (default 5)")
-    p.add_argument("--dds-init", default=None, help="DDS: start estimate noise (default) | zero-filled | sense | l1 "
-                   "(x_init + sigma_start n; sample/warm_start.py)")
+    p.add_argument("--init", "--dds-init", dest="dds_init", default=None,
+                   help="DPS / DDS: start estimate noise | zero-filled | sense | l1 (x_init + sigma_start n; "
+                        "sample/warm_start.py; defaults: sample/defaults.py)")
     p.add_argument("--sigma-start", type=float, default=None,
-                   help="DDS: first noise level of the schedule (default sigma_max = 80, a start from pure noise)")
+                   help="DPS / DDS: first noise level of the schedule (with --init noise alone: sigma_max = 80)")
     p.add_argument("--dds-eta", type=float, default=None,
-                   help="DDS: fresh-noise fraction of each step in [0, 1] (default off: the deterministic step)")
+                   help="DDS: fresh-noise fraction of each step in [0, 1] (0: the deterministic step)")
     p.add_argument("--batch", type=int, default=4, help="DPS / DDS slices per batch")
     p.add_argument("--num-slices", type=int, help="stop after this many slices")
     p.add_argument("--seed", type=int, default=0)
@@ -124,24 +125,31 @@ def run(args) -> int:
         raise UserError(f"--dc-weight must be > 0 (0 turns off DPS's final step only), got {args.dc_weight}")
     if args.dc_every is not None and (args.dc_every < 1 or args.method != "dps"):
         raise UserError(f"--dc-every is a DPS option and must be >= 1, got {args.dc_every} with --method {args.method}")
-    warm = {"--dds-init": args.dds_init, "--sigma-start": args.sigma_start, "--dds-eta": args.dds_eta}
-    if args.method != "dds" and any(v is not None for v in warm.values()):
-        raise UserError(f"{', '.join(k for k, v in warm.items() if v is not None)}: DDS options; use --method dds")
+    warm = {"--init": args.dds_init, "--sigma-start": args.sigma_start}
+    if args.method not in DIFFUSION_METHODS and any(v is not None for v in warm.values()):
+        raise UserError(f"{', '.join(k for k, v in warm.items() if v is not None)}: DPS / DDS options; "
+                        "use --method dps or dds")
+    if args.method != "dds" and args.dds_eta is not None:
+        raise UserError("--dds-eta: a DDS option; use --method dds")
+    from ..sample.defaults import resolve_sampler_options
     from ..sample.warm_start import check_eta, check_warm_start
 
+    sampler = {}
     try:
-        check_warm_start("noise" if args.dds_init is None else args.dds_init, args.sigma_start)
         check_eta(args.dds_eta)
+        if args.method in DIFFUSION_METHODS:
+            sampler = resolve_sampler_options(args.method, init=args.dds_init, sigma_start=args.sigma_start)
+            check_warm_start(sampler["init"], sampler["sigma_start"])
     except UserError as e:
-        raise UserError(f"--dds-init / --sigma-start / --dds-eta: {e}") from None
-    if args.method in ("bart-l1",) or args.sens_maps == "espirit-bart" or args.dds_init == "l1":
+        raise UserError(f"--init / --sigma-start / --dds-eta: {e}") from None
+    if args.method in ("bart-l1",) or args.sens_maps == "espirit-bart" or sampler.get("init") == "l1":
         from ..io.bart import require_bart
 
         require_bart()
     files = list_h5(args.data, args.split)
     s = ReconSettings(method=args.method, lamda=args.lamda, max_iter=args.max_iter, steps=args.steps, zeta=args.zeta,
                       churn=args.churn, dc_weight=args.dc_weight, dc_every=args.dc_every, cg_iters=args.cg_iters, batch=args.batch,
-                      init=args.dds_init or "noise", sigma_start=args.sigma_start, eta=args.dds_eta,
+                      init=args.dds_init, sigma_start=args.sigma_start, eta=args.dds_eta,
                       sens=args.sens_maps, seed=args.seed, device=args.device)
     plan = _check_files(files, args.num_slices, args.readout_crop)  # every file used is validated before anything is written
     masks = {p.name: make_mask(args.mask_type, shape[-2:], args.acceleration, args.num_low_frequencies,

@@ -77,7 +77,7 @@ def load_config(path: str | Path) -> StudyConfig:
 
 #: Options each reconstructor takes in a method entry (see :class:`~fastmri_diffmask.recon.run.ReconSettings`).
 METHOD_OPTIONS = {"zero-filled": (), "bart-l1": ("lamda", "max_iter"), "sigpy-l1": ("lamda", "max_iter"),
-                  "dps": ("steps", "zeta", "churn", "batch", "dc_weight", "dc_every"),
+                  "dps": ("steps", "zeta", "churn", "batch", "dc_weight", "dc_every", "init", "sigma_start"),
                   "dds": ("steps", "churn", "batch", "dc_weight", "cg_iters", "init", "sigma_start", "eta")}
 #: learn-mask flags a mask's ``learn`` mapping may not set: the study sets them per cell. It may set
 #: any :class:`~fastmri_diffmask.learn.api.LearnMaskOptions` field (``-`` or ``_``).
@@ -127,12 +127,14 @@ def _method_spec(m, where: str) -> MethodSpec:
     if bad:
         allowed = ", ".join(METHOD_OPTIONS[name]) or "no options"
         raise UserError(f"{where}: method {name!r} has unknown option(s) {', '.join(bad)}; it takes {allowed}")
-    warm = {k: options.pop(k) for k in ("init", "sigma_start", "eta") if k in options}  # DDS's warm start
+    warm = {k: options.pop(k) for k in ("init", "sigma_start", "eta") if k in options}  # the samplers' warm start
     if warm:
+        from ..sample.defaults import resolve_sampler_options
         from ..sample.warm_start import check_eta, check_warm_start
 
         try:
-            check_warm_start(warm.get("init", "noise"), warm.get("sigma_start"))
+            start = resolve_sampler_options(name, init=warm.get("init"), sigma_start=warm.get("sigma_start"))
+            check_warm_start(start["init"], start["sigma_start"])
             check_eta(warm.get("eta"))
         except UserError as e:
             raise UserError(f"{where}: method {name!r}: {e}") from None

@@ -39,7 +39,7 @@ import torch
 
 from ..physics import MultiCoilOperator, to_channels, to_complex
 from ..sample.dds import DDS_DEFAULTS
-from ..sample.dps import data_consistency, edm_sigmas
+from ..sample.schedule import data_consistency, edm_sigmas
 
 
 class WeightedOperator:

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from ..masks.bernoulli import as_kspace_mask
 from ..physics import to_channels, to_complex
 from ..sample.dds import DDS_DEFAULTS, dds_step
-from ..sample.dps import data_consistency, prepare_sampling
+from ..sample.schedule import data_consistency, prepare_sampling
 from .greedy import build_mask, check_count, fixed_order
 from .validate import psnr
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..sample.dds import DDS_DEFAULTS, SAMPLER_DEFAULTS
+from ..sample.defaults import DDS_DEFAULTS, resolve_sampler_options
 
 METHODS = ("zero-filled", "bart-l1", "sigpy-l1", "dps", "dds")
 #: Methods that need a diffusion prior.
@@ -35,19 +35,20 @@ class ReconSettings:
     dc_weight: float | None = None      # DPS: final data-consistency mu (None = default 0.03, 0 = off); DDS: per-step mu
     dc_every: int | None = None         # DPS: data consistency every k steps during sampling (None = off)
     cg_iters: int = DDS_DEFAULTS["cg_iters"]  # DDS: CG iterations per step
-    init: str = "noise"                 # DDS: start estimate (sample.warm_start.INITS)
-    sigma_start: float | None = None    # DDS: first noise level (None = sigma_max, as always)
-    eta: float | None = None            # DDS: fresh-noise fraction per step (None = deterministic step)
+    init: str | None = None             # DPS / DDS: start estimate (sample.warm_start.INITS); None = default
+    sigma_start: float | None = None    # DPS / DDS: first noise level; None = default (sample.defaults)
+    eta: float | None = None            # DDS: fresh-noise fraction per step; None = default
     batch: int = 4
     sens: str = "espirit-bart"
     seed: int = 0
     device: str = "auto"
     prior: object = field(default=None, repr=False)  # a loaded Denoiser for DPS / DDS
 
-    def sampler_option(self, name: str):
-        """``steps``, ``churn`` or ``dc_weight`` of this method, its default where unset."""
-        value = getattr(self, name)
-        return SAMPLER_DEFAULTS[self.method][name] if value is None else value
+    def sampler_options(self) -> dict:
+        """This diffusion method's sampler options with their defaults filled in
+        (:func:`~fastmri_diffmask.sample.defaults.resolve_sampler_options`)."""
+        names = ("steps", "churn", "dc_weight", "init", "sigma_start") + (("eta",) if self.method == "dds" else ())
+        return resolve_sampler_options(self.method, **{k: getattr(self, k) for k in names})
 
 
 def default_lamda(acceleration: float) -> float:
@@ -103,13 +104,11 @@ def reconstruct_slices(kspace: np.ndarray, mask2d: np.ndarray, maps: np.ndarray,
         for i in range(0, len(masked), s.batch):
             k = torch.from_numpy(masked[i:i + s.batch]).to(dev)
             sm = torch.from_numpy(np.ascontiguousarray(maps[i:i + s.batch])).to(dev)
-            kw = dict(steps=s.sampler_option("steps"), churn=s.sampler_option("churn"), generator=g,
-                      dc_weight=s.sampler_option("dc_weight"))
+            kw = dict(s.sampler_options(), generator=g)
             if s.method == "dps":
                 x = dps_reconstruct(s.prior, k, m, sm, zeta=s.zeta, dc_every=s.dc_every, **kw)
             else:
-                x = dds_reconstruct(s.prior, k, m, sm, cg_iters=s.cg_iters, init=s.init, sigma_start=s.sigma_start,
-                                    eta=s.eta, **kw)
+                x = dds_reconstruct(s.prior, k, m, sm, cg_iters=s.cg_iters, **kw)
             out.append(x.abs().cpu().numpy())
         return np.concatenate(out)
     raise UserError(f"unknown method {s.method!r}; use one of {', '.join(METHODS)}")

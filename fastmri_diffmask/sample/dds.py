@@ -33,20 +33,9 @@ from tqdm import tqdm
 
 from ..physics import to_channels, to_complex
 from ..prior.base import Denoiser
-from .dps import churn_noise, data_consistency, prepare_sampling
+from .defaults import DDS_DEFAULTS, SAMPLER_DEFAULTS  # noqa: F401 (SAMPLER_DEFAULTS re-exported)
+from .schedule import churn_noise, data_consistency, prepare_sampling
 from .warm_start import check_eta, check_warm_start, initial_estimate
-
-
-#: Settings chosen on the validation split (``benchmarks/tune_dds.py``, BENCHMARKS.md).
-DDS_DEFAULTS = {"steps": 50, "dc_weight": 0.01, "cg_iters": 5, "churn": 20.0}
-#: Defaults of both samplers' options where a caller leaves them ``None``, used by ``recon``,
-#: ``compare`` and :class:`~fastmri_diffmask.sample.model.DiffusionPosteriorModel` alike. DPS: the
-#: paper's 100 steps and no churn, ending with a data-consistency step of weight 0.03 (chosen on
-#: validation, BENCHMARKS.md "DPS settings chosen on validation" and issue 14: +0.3 to +0.8 dB on
-#: the Colin27 validation slices, and on the multi-subject ones; 0 turns it off, the paper's plain
-#: DPS). DDS as tuned.
-SAMPLER_DEFAULTS = {"dps": {"steps": 100, "churn": 0.0, "dc_weight": 0.03},
-                    "dds": {k: DDS_DEFAULTS[k] for k in ("steps", "churn", "dc_weight")}}
 
 
 def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor,

@@ -31,7 +31,6 @@ All work happens on images scaled by the 99th percentile of the zero-filled esti
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import NamedTuple
 
@@ -39,19 +38,15 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..physics import MultiCoilOperator, percentile_scale, to_channels, to_complex
+from ..physics import MultiCoilOperator, to_channels, to_complex
 from ..prior.base import Denoiser
+from .schedule import (SamplingSetup, churn_noise, data_consistency, edm_sigmas,  # noqa: F401 (re-exported)
+                       mask_acceleration, prepare_sampling)
+from .warm_start import check_warm_start, initial_estimate
 
 #: ``mu`` of the per-step data consistency when ``dc_every`` is set and ``dc_weight`` is not: DDS's
 #: tuned per-step weight (:data:`.dds.DDS_DEFAULTS`, kept here to avoid a circular import).
 DC_EVERY_WEIGHT = 0.01
-
-
-def edm_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
-    """EDM's noise levels ``t_0 > ... > t_{N-1}`` followed by ``t_N = 0`` (length ``steps + 1``)."""
-    i = torch.arange(steps, dtype=torch.float64)
-    t = (sigma_max ** (1 / rho) + i / max(steps - 1, 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
-    return torch.cat([t, torch.zeros(1, dtype=torch.float64)])
 
 
 def default_zeta(acceleration: float) -> float:
@@ -59,71 +54,12 @@ def default_zeta(acceleration: float) -> float:
     return float(min(5.0, max(3.0, 3.0 + (acceleration - 4.0) / 2.0)))
 
 
-def mask_acceleration(mask: torch.Tensor, shape: tuple[int, int]) -> float:
-    """Acceleration of a broadcastable mask over an ``(H, W)`` k-space grid (first batch item)."""
-    full = torch.broadcast_to(mask[0].float(), (*mask.shape[1:-2], *shape)) if mask.dim() >= 3 else mask
-    return float(full.numel() / full.sum().clamp_min(1))
-
-
-def data_consistency(op: MultiCoilOperator, y: torch.Tensor, x0: torch.Tensor, mu: float, iters: int = 10) -> torch.Tensor:
-    """``argmin_x ||A x - y||^2 + mu ||x - x0||^2`` by conjugate gradients from ``x0`` (complex ``(B, H, W)``).
-
-    Solves ``(A^H A + mu I) x = A^H y + mu x0`` per slice; ``A`` is ``op`` (mask, FFT, coils).
-    """
-    normal = lambda v: op.normal(v) + mu * v  # noqa: E731
-    x = x0.clone()
-    r = op.adjoint(y) + mu * x0 - normal(x)
-    p = r.clone()
-    rs = r.abs().pow(2).flatten(1).sum(1)
-    for _ in range(iters):
-        ap = normal(p)
-        alpha = rs / (p.conj() * ap).real.flatten(1).sum(1).clamp_min(1e-30)
-        x = x + alpha.view(-1, 1, 1) * p
-        r = r - alpha.view(-1, 1, 1) * ap
-        rs_new = r.abs().pow(2).flatten(1).sum(1)
-        p = r + (rs_new / rs.clamp_min(1e-30)).view(-1, 1, 1) * p
-        rs = rs_new
-    return x
-
-
-class SamplingSetup(NamedTuple):
-    op: MultiCoilOperator   # mask, FFT and coils on the k-space's device
-    y: torch.Tensor         # the measurements divided by ``scale``
-    scale: torch.Tensor     # (B, 1, 1): 99th percentile of the zero-filled magnitude
-    sigmas: torch.Tensor    # EDM noise levels, ``steps + 1`` of them ending in 0
-    x: torch.Tensor         # (B, 2, H, W) initial noise at ``sigmas[0]``
-    gamma: float            # churn factor per step (0 = none)
-
-
-def prepare_sampling(masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor, steps: int,
-                     churn: float, generator: torch.Generator | None, sigma_min: float = 0.002,
-                     sigma_max: float = 80.0, rho: float = 7.0) -> SamplingSetup:
-    """What every sampler on the EDM schedule starts from: the operator, the measurements scaled by
-    the 99th percentile of ``|A^H y|``, the noise levels, the initial noise and EDM's churn factor
-    ``gamma = min(S_churn / N, sqrt 2 - 1)``."""
-    device = masked_kspace.device
-    op = MultiCoilOperator(sens_maps.to(device), mask.to(device=device, dtype=torch.float32))
-    scale = percentile_scale(op.adjoint(masked_kspace))
-    b, _, h, w = masked_kspace.shape
-    t = edm_sigmas(steps, sigma_min, sigma_max, rho)
-    x = torch.randn((b, 2, h, w), generator=generator).to(device, torch.float32) * float(t[0])
-    gamma = min(churn / steps, math.sqrt(2) - 1) if churn > 0 else 0.0
-    return SamplingSetup(op, masked_kspace / scale.unsqueeze(1), scale, t, x, gamma)
-
-
-def churn_noise(x: torch.Tensor, sigma: float, gamma: float, generator: torch.Generator | None) -> tuple[torch.Tensor, float]:
-    """EDM's stochastic step: raise the noise level to ``sigma (1 + gamma)`` with fresh noise."""
-    sigma_hat = sigma * (1 + gamma)
-    if gamma > 0:
-        x = x + math.sqrt(sigma_hat ** 2 - sigma ** 2) * torch.randn(x.shape, generator=generator).to(x.device)
-    return x, sigma_hat
-
-
 def dps_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor,
                     steps: int = 100, zeta: float | None = None, churn: float = 0.0,
                     generator: torch.Generator | None = None, progress: bool = True,
                     sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
-                    dc_weight: float | None = None, dc_iters: int = 10, dc_every: int | None = None) -> torch.Tensor:
+                    dc_weight: float | None = None, dc_iters: int = 10, dc_every: int | None = None,
+                    sigma_start: float | None = None, init: str = "noise") -> torch.Tensor:
     """Reconstruct complex images ``(B, H, W)`` from masked multi-coil k-space ``(B, C, H, W)``.
 
     Parameters
@@ -147,12 +83,20 @@ def dps_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
     dc_every : int, optional
         Enforce the data every ``dc_every`` steps during sampling (see the module docstring;
         1 = every step, as score-MRI and DDS do); ``None`` (default) is plain DPS.
+    sigma_start, init :
+        A warm start, as for DDS (:mod:`.warm_start`; Chung, Sim and Ye, CVPR 2022): begin at
+        ``x_init + sigma_start n`` from a zero-filled, SENSE or BART ``pics -l1`` estimate and run
+        the rho schedule from ``sigma_start`` in ``steps`` levels. Starting below the noise level
+        at which the prior decides the head's outline keeps DPS from painting anatomy where the
+        estimate has none. ``init="noise"``, ``sigma_start=None`` (defaults): from ``sigma_max``.
 
     References
     ----------
     Chung H, Kim J, McCann MT, Klasky ML, Ye JC. Diffusion posterior sampling for general noisy
     inverse problems. ICLR 2023.
     Chung H, Ye JC. Score-based diffusion models for accelerated MRI. Med Image Anal 2022;80:102479.
+    Chung H, Sim B, Ye JC. Come-closer-diffuse-faster: accelerating conditional diffusion models
+    for inverse problems through stochastic contraction. CVPR 2022.
     Karras T, Aittala M, Aila T, Laine S. Elucidating the design space of diffusion-based generative
     models. NeurIPS 2022.
     """
@@ -164,8 +108,14 @@ def dps_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
         if isinstance(dc_iters, bool) or not isinstance(dc_iters, numbers.Integral) or dc_iters < 1:
             raise UserError(f"dc_iters must be a positive integer, got {dc_iters!r}")
         mu, dc_weight = float(mu), None  # no separate final step: the last step is a consistent one
-    p = prepare_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, sigma_min, sigma_max, rho)
+    start = check_warm_start(init, sigma_start, sigma_min)
+    p = prepare_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, sigma_min,
+                         sigma_max if start is None else start, rho)
     op, y, t, x, b = p.op, p.y, p.sigmas, p.x, masked_kspace.shape[0]
+    with torch.no_grad():
+        x_init = initial_estimate(init, op, y, p.scale, masked_kspace, mask, sens_maps)
+    if x_init is not None:
+        x = x + to_channels(x_init).to(x.dtype)
     device = masked_kspace.device
     if zeta is None:
         zeta = default_zeta(mask_acceleration(op.mask, masked_kspace.shape[-2:]))

@@ -15,7 +15,8 @@ from torch import nn
 from ..errors import UserError
 from ..prior.base import Denoiser
 from ..utils import resolve_device
-from .dds import SAMPLER_DEFAULTS, dds_reconstruct
+from .dds import dds_reconstruct
+from .defaults import resolve_sampler_options
 from .dps import consistency_steps, dps_reconstruct
 from .warm_start import check_eta, check_warm_start
 
@@ -48,17 +49,16 @@ class DiffusionPosteriorModel(nn.Module):
     sampler : "dps" | "dds"
         :func:`~fastmri_diffmask.sample.dps.dps_reconstruct` (the paper's) or the Jacobian-free
         :func:`~fastmri_diffmask.sample.dds.dds_reconstruct` (about 3x faster at equal quality here).
-    steps, zeta, churn, dc_weight : sampler settings; ``None`` takes the sampler's default (DPS:
-        100 steps, no churn, a final data-consistency step of weight 0.03, 0 = none; DDS as tuned):
-        :data:`~fastmri_diffmask.sample.dds.SAMPLER_DEFAULTS`.
-        ``zeta`` is DPS only.
+    steps, zeta, churn, dc_weight : sampler settings; ``None`` takes the sampler's default
+        (the table in :mod:`~fastmri_diffmask.sample.defaults`). ``zeta`` is DPS only.
     dc_every : int, optional
         DPS only: enforce the data every ``dc_every`` steps during sampling
         (:func:`~fastmri_diffmask.sample.dps.dps_reconstruct`; ``dc_weight`` is then its ``mu``,
         default 0.03 as above). ``None`` (default): DPS with only the final step.
-    dds_init, sigma_start, eta : DDS only: the warm start and the fresh-noise fraction of each step
-        (:func:`~fastmri_diffmask.sample.dds.dds_reconstruct`, :mod:`~fastmri_diffmask.sample.warm_start`);
-        the defaults (``"noise"``, ``None``, ``None``) are DDS from pure noise at ``sigma_max``.
+    dds_init, sigma_start : the warm start of either sampler (:mod:`~fastmri_diffmask.sample.warm_start`);
+        ``None`` takes the sampler's default, ``dds_init="noise"`` alone starts from ``sigma_max``.
+    eta : DDS only: the fresh-noise fraction of each step
+        (:func:`~fastmri_diffmask.sample.dds.dds_reconstruct`); ``None`` takes the default.
     sens_backend : "sigpy" | "bart"
         ESPIRiT backend used when ``forward`` gets no ``sens_maps``.
     num_samples : int
@@ -70,7 +70,7 @@ class DiffusionPosteriorModel(nn.Module):
     def __init__(self, prior: Denoiser | str = "default", steps: int | None = None, zeta: float | None = None,
                  churn: float | None = None, sens_backend: str = "sigpy", num_samples: int = 1, seed: int = 0,
                  device="auto", progress: bool = False, sampler: str = "dps", dc_weight: float | None = None,
-                 dc_every: int | None = None, dds_init: str = "noise", sigma_start: float | None = None,
+                 dc_every: int | None = None, dds_init: str | None = None, sigma_start: float | None = None,
                  eta: float | None = None):
         super().__init__()
         if sampler not in ("dps", "dds"):
@@ -78,20 +78,20 @@ class DiffusionPosteriorModel(nn.Module):
         if dc_every is not None and sampler != "dps":
             raise UserError("dc_every is a DPS option; DDS enforces the data every step already")
         consistency_steps(1, dc_every)  # a bad value fails here, not at the first reconstruction
-        if sampler != "dds" and (dds_init != "noise" or sigma_start is not None or eta is not None):
-            raise UserError("dds_init, sigma_start and eta are DDS options; use sampler='dds'")
-        self.dds_init, self.sigma_start = dds_init, check_warm_start(dds_init, sigma_start)
-        self.eta = check_eta(eta)
+        if sampler != "dds" and eta is not None:
+            raise UserError("eta is a DDS option; use sampler='dds'")
+        given = dict(steps=steps, churn=churn, dc_weight=dc_weight, init=dds_init, sigma_start=sigma_start)
+        if sampler == "dds":
+            given["eta"] = check_eta(eta)
+        self.options = resolve_sampler_options(sampler, **given)
+        check_warm_start(self.options["init"], self.options["sigma_start"])
         if isinstance(prior, str):
             from ..prior.weights import load_prior
 
             prior = load_prior(prior, device=device)
         self.prior = prior.to(resolve_device(device))
         self.sampler, self.zeta, self.dc_every = sampler, zeta, dc_every
-        d = SAMPLER_DEFAULTS[sampler]
-        self.steps = d["steps"] if steps is None else steps
-        self.churn = d["churn"] if churn is None else churn
-        self.dc_weight = d["dc_weight"] if dc_weight is None else dc_weight
+        self.steps, self.churn, self.dc_weight = (self.options[k] for k in ("steps", "churn", "dc_weight"))
         self.sens_backend, self.num_samples, self.seed, self.progress = sens_backend, num_samples, seed, progress
 
     def estimate_sens_maps(self, kspace: torch.Tensor, num_low_frequencies) -> torch.Tensor:
@@ -117,12 +117,11 @@ class DiffusionPosteriorModel(nn.Module):
         g = torch.Generator().manual_seed(self.seed)
         out = 0
         for _ in range(self.num_samples):
-            kw = dict(steps=self.steps, churn=self.churn, dc_weight=self.dc_weight, generator=g, progress=self.progress)
+            kw = dict(self.options, generator=g, progress=self.progress)
             if self.sampler == "dps":
                 out = out + dps_reconstruct(self.prior, k, m, sens_maps, zeta=self.zeta, dc_every=self.dc_every, **kw)
             else:
-                out = out + dds_reconstruct(self.prior, k, m, sens_maps, init=self.dds_init,
-                                            sigma_start=self.sigma_start, eta=self.eta, **kw)
+                out = out + dds_reconstruct(self.prior, k, m, sens_maps, **kw)
         return out / self.num_samples
 
     def forward(self, masked_kspace, mask, num_low_frequencies=None, sens_maps=None) -> torch.Tensor:

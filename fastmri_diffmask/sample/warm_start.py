@@ -37,6 +37,7 @@ import torch
 
 from ..errors import UserError
 from ..physics import MultiCoilOperator
+from .schedule import data_consistency, mask_acceleration
 
 #: The starting estimates :func:`initial_estimate` knows.
 INITS = ("noise", "zero-filled", "sense", "l1")
@@ -72,8 +73,6 @@ def check_eta(eta) -> float | None:
 def sense_estimate(op: MultiCoilOperator, y: torch.Tensor, iters: int = SENSE_ITERS,
                    lamda: float = SENSE_LAMDA) -> torch.Tensor:
     """``argmin_x ||A x - y||^2 + lamda ||x||^2`` by ``iters`` CG steps from 0 (complex ``(B, H, W)``)."""
-    from .dps import data_consistency
-
     zero = torch.zeros(y.shape[0], *y.shape[-2:], dtype=y.dtype, device=y.device)
     return data_consistency(op, y, zero, lamda, iters)
 
@@ -82,7 +81,6 @@ def l1_estimate(masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torc
     """BART ``pics -l1`` per slice with the validated lamda, in the k-space's own units (complex ``(B, H, W)``)."""
     from ..recon.classical import l1_wavelet_recon
     from ..recon.run import default_lamda
-    from .dps import mask_acceleration
 
     k = masked_kspace.detach().cpu().numpy()
     maps = sens_maps.detach().cpu().numpy()
