@@ -164,6 +164,23 @@ def test_rerun_redoes_only_a_missing_cell(study, monkeypatch, tmp_path):
     assert _without_timing(_rows(out)) == _without_timing(_rows(full))
 
 
+def test_resume_with_changed_settings_is_refused_in_one_line(study, tmp_path, capsys):
+    # A finished cell records its resolved settings; changing an option (here BART's lamda, which
+    # the cell id does not name) must not silently reuse the old cell.
+    import shutil
+
+    root, _, full = study
+    out = tmp_path / "changed"
+    shutil.copytree(full / "cells", out / "cells")
+    cfg = _config(root / "data", methods=["zero-filled", {"name": "bart-l1", "lamda": 0.05}])
+    config = _write_config(tmp_path / "changed.yaml", cfg)
+    capsys.readouterr()
+    assert _compare(config, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lamda" in err and "bart-l1" in err, err
+    assert not (out / "results.csv").exists()
+
+
 # -- (c) shards ------------------------------------------------------------------------------------
 def test_shards_then_merge_equal_the_unsharded_run(study, tmp_path):
     _, config, full = study

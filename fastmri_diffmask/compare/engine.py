@@ -145,6 +145,7 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
     cells = shard_cells(all_cells(cfg), shard)
     cell_dir = out / "cells"
     todo = [c for c in cells if not (cell_dir / f"{c.id}.json").is_file()]
+    check_finished_cells(cfg, [c for c in cells if c not in todo], cell_dir)
     if not todo:
         if progress:
             print(f"all {len(cells)} cells are finished; nothing to run")
@@ -187,21 +188,73 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
             maps_cache[key] = np.stack([
                 sens_maps_for(kspace[i] * m.mask, data.sens_maps[i].numpy() if cfg.sens_maps == "file" else None,
                               m.num_low_frequencies, cfg.sens_maps, device) for i in range(len(kspace))])
-        opts = dict(cell.method.options)
-        s = ReconSettings(method=cell.method.name, device=device, sens=cfg.sens_maps, seed=cfg.seed, prior=prior,
-                          **{k: v for k, v in opts.items() if k in ("lamda", "max_iter", "steps", "zeta", "churn", "batch", "dc_weight", "dc_every", "cg_iters",
-                                                                  "init", "sigma_start", "eta")})
+        s = recon_settings(cfg, cell, device, prior)
         t0 = time.time()
         recon = reconstruct_slices(kspace, m.mask, maps_cache[key], m.acceleration, s)
         seconds = (time.time() - t0) / len(recon)
-        write_cell(cell_dir, cell, m, recon, target, data, seconds, figure_slices)
+        write_cell(cell_dir, cell, m, recon, target, data, seconds, figure_slices, cell_settings(cfg, cell))
         bar.update(1)
     bar.close()
     return sorted(cell_dir.glob("*.json")) if cell_dir.is_dir() else []
 
 
+#: ReconSettings fields a method entry may set.
+_SETTING_KEYS = ("lamda", "max_iter", "steps", "zeta", "churn", "batch", "dc_weight", "dc_every", "cg_iters",
+                 "init", "sigma_start", "eta")
+
+
+def recon_settings(cfg: StudyConfig, cell: Cell, device="auto", prior=None):
+    """The :class:`~fastmri_diffmask.recon.run.ReconSettings` a cell reconstructs with."""
+    from ..recon.run import ReconSettings
+
+    return ReconSettings(method=cell.method.name, device=device, sens=cfg.sens_maps, seed=cfg.seed, prior=prior,
+                         **{k: v for k, v in cell.method.options.items() if k in _SETTING_KEYS})
+
+
+def cell_settings(cfg: StudyConfig, cell: Cell) -> dict:
+    """What a cell's numbers depend on, defaults resolved (the samplers' from
+    :mod:`~fastmri_diffmask.sample.defaults`, the prior by its file's sha256), stored with the
+    cell so that a resumed study never mixes cells made with other settings."""
+    from ..prior.weights import prior_path
+    from ..recon.run import DIFFUSION_METHODS
+    from ..utils import file_sha256
+
+    s = recon_settings(cfg, cell)
+    method = {k: getattr(s, k) for k in ("lamda", "max_iter")} if cell.method.name in ("bart-l1", "sigpy-l1") else {}
+    if cell.method.name in DIFFUSION_METHODS:
+        method = {**s.sampler_options(), "zeta": s.zeta, "dc_every": s.dc_every, "cg_iters": s.cg_iters}
+        method = {k: v for k, v in method.items() if not (cell.method.name == "dps" and k == "cg_iters")}
+        method["prior_sha256"] = _prior_sha(str(cfg.prior), prior_path, file_sha256)
+    return {"method": cell.method.name, **method, "mask": dataclasses.asdict(cell.mask), "sens_maps": cfg.sens_maps,
+            "seed": cfg.seed}
+
+
+_PRIOR_SHA: dict = {}
+
+
+def _prior_sha(name: str, prior_path, file_sha256) -> str:
+    if name not in _PRIOR_SHA:
+        _PRIOR_SHA[name] = file_sha256(prior_path(name))
+    return _PRIOR_SHA[name]
+
+
+def check_finished_cells(cfg: StudyConfig, finished: list[Cell], cell_dir: Path) -> None:
+    """Refuse to resume when a finished cell was made with other settings than the config's now
+    (a changed option, default, mask or prior): one line naming the cell and the first difference.
+    Cells written before settings were recorded are taken as they are."""
+    for cell in finished:
+        stored = json.loads((cell_dir / f"{cell.id}.json").read_text()).get("settings")
+        if stored is None:
+            continue
+        now = json.loads(json.dumps(cell_settings(cfg, cell)))  # JSON round trip: tuples -> lists
+        if stored != now:
+            key = next(k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k))
+            raise UserError(f"{cell_dir / (cell.id + '.json')} was made with {key} = {stored.get(key)!r}, the config "
+                            f"now gives {now.get(key)!r}; use another --out (or delete the cell) to rerun it")
+
+
 def write_cell(cell_dir: Path, cell: Cell, m, recon: np.ndarray, target: np.ndarray, data, seconds: float,
-               figure_slices: int) -> Path:
+               figure_slices: int, settings: dict | None = None) -> Path:
     from ..metrics import score
     from ..recon.run import center_crop
 
@@ -217,5 +270,5 @@ def write_cell(cell_dir: Path, cell: Cell, m, recon: np.ndarray, target: np.ndar
             np.savez_compressed(f, recon=recon[:figure_slices].astype(np.float16), mask=m.mask.astype(np.uint8))
     path = cell_dir / f"{cell.id}.json"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"cell": cell.id, "rows": rows}))
+        tmp.write_text(json.dumps({"cell": cell.id, "rows": rows, **({"settings": settings} if settings else {})}))
     return path
