@@ -70,9 +70,9 @@ def main():
 
     run("bart-l1")
     for steps in a.steps:
-        run("dps", steps=steps, dc_weight=a.dc_weight, churn=a.churn)
+        run("dps", steps=steps, dc_weight=a.dc_weight, churn=a.churn, init="noise")  # from pure noise
     for steps in a.dds_steps:
-        run("dds", steps=steps)
+        run("dds", steps=steps, init="noise", churn=20.0, eta=0.0)  # DDS from noise, as measured
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"acceleration": m.acceleration, "mask_type": a.mask_type, "slices": len(k), "threads": a.threads,

@@ -1,4 +1,4 @@
-"""Quality vs seconds on the TEST slices: DPS, DDS, warm-started fast DDS, BART pics -l1 and zero-filled.
+"""Quality vs seconds on the TEST slices: DPS (from noise and warm-started), DDS, warm-started fast DDS, BART pics -l1 and zero-filled.
 
     python benchmarks/frontier.py --prior default --accelerations 4 8
 
@@ -32,7 +32,8 @@ import torch
 FAST_DEFAULT = ["sense:0.5:8:1:5", "sense:0.5:8:1:15", "sense:1:8:1:15", "zero-filled:1:8:1:5", "sense:1:8:none:5",
                 "sense:0.5:15:1:5"]
 #: DPS at its validated setting (BENCHMARKS.md, issue 3 and session 4): churn 40, final DC 0.03.
-DPS_SETTING = {"churn": 40.0, "dc_weight": 0.03}
+DPS_SETTING = {"churn": 40.0, "dc_weight": 0.03, "init": "noise"}
+WARM_DPS = {"churn": 40.0, "dc_weight": 0.03, "init": "sense", "sigma_start": 0.5}  # DPS from pure noise (the warm default is a --fast-like row)
 
 
 def parse_fast(spec: str) -> dict:
@@ -41,9 +42,9 @@ def parse_fast(spec: str) -> dict:
     if len(parts) != 5:
         raise SystemExit(f"--fast {spec!r}: want init:sigma_start:steps:eta:cg_iters, e.g. zero-filled:1:8:1:5")
     init, sigma, steps, eta, cg = parts
-    eta_v = None if eta.lower() == "none" else float(eta)
+    eta_v = 0.0 if eta.lower() == "none" else float(eta)  # 0: the deterministic step
     return {"init": init, "sigma_start": float(sigma), "steps": int(steps), "eta": eta_v, "cg_iters": int(cg),
-            "churn": 20.0 if eta_v is None else 0.0}
+            "churn": 20.0 if eta_v == 0 else 0.0}
 
 
 def plan(a) -> list[tuple[str, str, dict, int]]:
@@ -57,9 +58,11 @@ def plan(a) -> list[tuple[str, str, dict, int]]:
     if "fast" in want:
         rows += [(f"fast DDS {s}", "dds", parse_fast(s), n) for s in a.fast]
     if "dds" in want:
-        rows += [(f"DDS-{s}", "dds", {"steps": s}, n) for s in a.dds_steps]
+        rows += [(f"DDS-{s}", "dds", {"steps": s, "init": "noise", "churn": 20.0, "eta": 0.0}, n) for s in a.dds_steps]
     if "dps" in want:
         rows += [(f"DPS-{s}", "dps", {"steps": s, **DPS_SETTING}, min(n, a.dps_slices)) for s in a.dps_steps]
+    if "warm-dps" in want:  # DPS with its defaults (SENSE start at sigma 0.5, churn 40, DC 0.03)
+        rows += [(f"warm DPS-{s}", "dps", {"steps": s, **WARM_DPS}, min(n, a.dps_slices)) for s in a.warm_dps_steps]
     return rows
 
 
@@ -100,13 +103,14 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.8), squeeze=False)
-    styles = {"dps": ("o-", "DPS (churn 40, DC 0.03)"), "dds": ("^-", "DDS from noise"), "fast": ("*", "fast warm-started DDS"),
+    styles = {"dps": ("o-", "DPS from noise (churn 40, DC 0.03)"), "warm": ("D-", "warm DPS (SENSE, sigma 0.5)"), "dds": ("^-", "DDS from noise"), "fast": ("*", "fast warm-started DDS"),
               "bart-l1": ("s", "BART pics -l1"), "zero-filled": ("x", "zero-filled")}
     for ax, (r, res) in zip(axes[0], sorted(results.items())):
         rows = res["rows"]
-        groups = {"dps": [x for x in rows if x["method"] == "dps"],
-                  "dds": [x for x in rows if x["method"] == "dds" and "init" not in x],
-                  "fast": [x for x in rows if "init" in x],
+        groups = {"dps": [x for x in rows if x["method"] == "dps" and x.get("init") == "noise"],
+                  "warm": [x for x in rows if x["method"] == "dps" and x.get("init") == "sense"],
+                  "dds": [x for x in rows if x["method"] == "dds" and x.get("init", "noise") == "noise"],
+                  "fast": [x for x in rows if x["method"] == "dds" and x.get("init", "noise") != "noise"],
                   "bart-l1": [x for x in rows if x["method"] == "bart-l1"],
                   "zero-filled": [x for x in rows if x["method"] == "zero-filled"]}
         for key, d in groups.items():
@@ -137,8 +141,9 @@ def main():
     p.add_argument("--accelerations", type=float, nargs="+", default=[4, 8])
     p.add_argument("--mask-type", default="equispaced_fraction")
     p.add_argument("--prior", default="default", help="prior weights (default: the shipped prior)")
-    p.add_argument("--methods", nargs="+", default=["zero-filled", "bart-l1", "fast", "dds", "dps"],
-                   choices=["zero-filled", "bart-l1", "fast", "dds", "dps"])
+    p.add_argument("--methods", nargs="+", default=["zero-filled", "bart-l1", "fast", "dds", "dps", "warm-dps"],
+                   choices=["zero-filled", "bart-l1", "fast", "dds", "dps", "warm-dps"])
+    p.add_argument("--warm-dps-steps", type=int, nargs="*", default=[25, 50, 100])
     p.add_argument("--dps-steps", type=int, nargs="*", default=[25, 50, 100])
     p.add_argument("--dds-steps", type=int, nargs="*", default=[10, 25, 50])
     p.add_argument("--fast", nargs="*", default=FAST_DEFAULT, help="init:sigma_start:steps:eta:cg_iters")

@@ -53,10 +53,13 @@ def test_fastmri_style_model_with_the_dds_sampler():
     mask = torch.zeros(1, 1, 1, x.shape[-1])
     mask[..., ::2] = 1
     y = MultiCoilOperator(maps, mask).forward(x)
+    from fastmri_diffmask.sample.defaults import SAMPLER_DEFAULTS
+
     model = DiffusionPosteriorModel(prior, sampler="dds", steps=10, device="cpu")
-    assert (model.churn, model.dc_weight) == (20.0, 0.01)  # the DDS defaults
+    want = {**SAMPLER_DEFAULTS["dds"], "steps": 10}  # the entry points' DDS defaults, steps overridden
+    assert model.options == want and (model.churn, model.dc_weight) == (want["churn"], want["dc_weight"])
     out = model(torch.view_as_real(y), mask[..., None].bool(), num_low_frequencies=4, sens_maps=maps)
-    direct = dds_reconstruct(prior, y, mask, maps, steps=10, generator=torch.Generator().manual_seed(0), progress=False)
+    direct = dds_reconstruct(prior, y, mask, maps, generator=torch.Generator().manual_seed(0), progress=False, **want)
     assert out.shape == x.shape and torch.allclose(out, direct.abs())
     with pytest.raises(Exception, match="unknown sampler"):
         DiffusionPosteriorModel(prior, sampler="ddim", device="cpu")

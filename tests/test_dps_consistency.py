@@ -6,6 +6,7 @@ import torch
 
 from fastmri_diffmask.errors import UserError
 from fastmri_diffmask.physics import MultiCoilOperator, to_complex
+from fastmri_diffmask.sample.defaults import SAMPLER_DEFAULTS
 from fastmri_diffmask.sample.dps import (churn_noise, consistency_steps, data_consistency, default_zeta,
                                          dps_reconstruct, mask_acceleration, prepare_sampling)
 from fastmri_diffmask.sample.model import DiffusionPosteriorModel
@@ -113,7 +114,8 @@ def test_dc_every_rejects_bad_settings_and_reaches_the_model():
             dps_reconstruct(prior, y, mask, maps, steps=4, progress=False, **bad)
     model = DiffusionPosteriorModel(prior, steps=10, zeta=1.0, device="cpu", dc_every=2, dc_weight=1e-3)
     direct = dps_reconstruct(prior, y, mask, maps, steps=10, zeta=1.0, dc_every=2, dc_weight=1e-3,
-                             generator=torch.Generator().manual_seed(0), progress=False)
+                             generator=torch.Generator().manual_seed(0), progress=False,
+                             **{k: SAMPLER_DEFAULTS["dps"][k] for k in ("churn", "init", "sigma_start")})
     assert torch.allclose(model.reconstruct(y, mask, sens_maps=maps), direct)
     with pytest.raises(UserError):
         DiffusionPosteriorModel(prior, sampler="dds", dc_every=2, device="cpu")
@@ -136,5 +138,6 @@ def test_dc_every_reaches_recon_and_compare_settings():
     s = ReconSettings(method="dps", steps=8, zeta=1.0, dc_every=2.0, dc_weight=1e-3, prior=prior, device="cpu")
     got = reconstruct_slices(k.numpy(), mask2d, maps.numpy(), 2.0, s)
     want = dps_reconstruct(prior, k * mask, mask, maps, steps=8, zeta=1.0, dc_every=2, dc_weight=1e-3,
-                           churn=0.0, generator=torch.Generator().manual_seed(0), progress=False).abs().numpy()
+                           generator=torch.Generator().manual_seed(0), progress=False,
+                           **{k_: SAMPLER_DEFAULTS["dps"][k_] for k_ in ("churn", "init", "sigma_start")}).abs().numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -39,7 +39,8 @@ def test_the_default_start_is_todays_sampler_bit_for_bit():
     y = MultiCoilOperator(maps, mask).forward(x)
     kw = dict(steps=12, dc_weight=0.01, cg_iters=5, churn=20.0)
     want = _dds_before_warm_starts(prior, y, mask, maps, generator=torch.Generator().manual_seed(5), **kw)
-    for extra in ({}, dict(init="noise", sigma_start=None, eta=None), dict(init="noise", sigma_start=80.0)):
+    for extra in ({}, dict(init="noise", sigma_start=None, eta=None), dict(init="noise", sigma_start=80.0),
+                  dict(eta=0.0)):
         got = dds_reconstruct(prior, y, mask, maps, generator=torch.Generator().manual_seed(5), progress=False,
                               **kw, **extra)
         assert torch.equal(got, want), extra

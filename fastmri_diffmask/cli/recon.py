@@ -33,9 +33,9 @@ def register(sub) -> None:
     p.add_argument("--lamda", type=float, help="CS-L1 regularisation (default tuned per acceleration)")
     p.add_argument("--max-iter", type=int, default=100)
     p.add_argument("--prior", default="default", help="DPS / DDS prior: default or a weights file")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (default 100 for dps, 50 for dds)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default 100 for dps, 15 for dds; all sampler defaults: sample/defaults.py)")
     p.add_argument("--zeta", type=float, help="DPS likelihood step (default tuned per acceleration)")
-    p.add_argument("--churn", type=float, default=None, help="EDM S_churn (default 0 for dps, 20 for dds)")
+    p.add_argument("--churn", type=float, default=None, help="EDM S_churn (default 40 for dps, 0 for dds)")
     p.add_argument("--dc-weight", type=float, default=None,
                    help="proximal data-consistency weight mu: DPS ends with one such step (default 0.03, chosen "
                         "on validation; 0 = off, the paper's plain DPS); DDS takes one every step (default 0.01)")
@@ -45,11 +45,11 @@ def register(sub) -> None:
     p.add_argument("--cg-iters", type=int, default=5, help="DDS: conjugate-gradient iterations per step (default 5)")
     p.add_argument("--init", "--dds-init", dest="dds_init", default=None,
                    help="DPS / DDS: start estimate noise | zero-filled | sense | l1 (x_init + sigma_start n; "
-                        "sample/warm_start.py; defaults: sample/defaults.py)")
+                        "sample/warm_start.py; default sense for both)")
     p.add_argument("--sigma-start", type=float, default=None,
-                   help="DPS / DDS: first noise level of the schedule (with --init noise alone: sigma_max = 80)")
+                   help="DPS / DDS: first noise level of the schedule (default 0.5; with --init noise alone: sigma_max = 80)")
     p.add_argument("--dds-eta", type=float, default=None,
-                   help="DDS: fresh-noise fraction of each step in [0, 1] (0: the deterministic step)")
+                   help="DDS: fresh-noise fraction of each step in [0, 1] (default 1; 0: the deterministic step)")
     p.add_argument("--batch", type=int, default=4, help="DPS / DDS slices per batch")
     p.add_argument("--num-slices", type=int, help="stop after this many slices")
     p.add_argument("--seed", type=int, default=0)

@@ -71,8 +71,9 @@ def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
         (``"noise"``, default), ``A^H y``, a few CG steps of Tikhonov SENSE, or BART ``pics -l1``
         (:mod:`.warm_start`).
     eta : float in [0, 1], optional
-        Fresh-noise fraction of each step (module docstring); ``None`` (default): none, the
-        deterministic DDS step bit for bit. ``eta`` draws one noise tensor per step from ``generator``.
+        Fresh-noise fraction of each step (module docstring); ``None`` (default) or 0: none, the
+        deterministic DDS step bit for bit (no noise drawn). ``eta > 0`` draws one noise tensor per
+        step from ``generator``.
 
     References
     ----------
@@ -85,7 +86,7 @@ def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
     if steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
     start = check_warm_start(init, sigma_start, sigma_min)
-    eta = check_eta(eta)
+    eta = check_eta(eta) or None  # 0: the deterministic step, drawing nothing
     top = sigma_max if start is None else start
     p = prepare_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, sigma_min, top, rho)
     t, x, b = p.sigmas, p.x, masked_kspace.shape[0]
