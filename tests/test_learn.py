@@ -281,7 +281,9 @@ def test_cli_flags_are_the_library_options_with_the_same_defaults():
     assert (line.steps, line.refine_sweeps, point.steps, point.refine_sweeps) == (0, 2, 250, 0)
     assert resolve_kind_defaults(dataclasses.replace(d, steps=0, refine_sweeps=0), "point").steps == 0
     assert (d.refine_propose, d.refine_tries, d.refine_dds_steps, d.refine_slices,
-            d.refine_moves) == ("gradient", 2, 12, 4, "1,2,3")
+            d.refine_moves) == ("gradient", 3, 8, 4, "1,2,3")
+    # the judge's warm start (session 8, val 4-9 with the multi-subject prior)
+    assert (d.refine_init, d.refine_sigma_start, d.refine_eta, d.refine_churn) == ("sense", 0.5, 1.0, 0.0)
     # chosen by the validation ablation (BENCHMARKS.md): objective (b), DPS-selected export
     assert (d.objective, d.export, d.export_select, d.dds_steps, d.select_slices) == ("tweedie-x0", "sampled", "dds", 25, 4)
     # chosen by benchmarks/judge_study.py: DDS-25 (and DPS-50 + DC) judge like DPS-100; draws also from the 50/50 mix

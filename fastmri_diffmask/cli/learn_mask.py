@@ -69,17 +69,18 @@ def register(sub) -> None:
                    help="reconstruct only the moves the differentiable DDS objective's gradient ranks best "
                         "(gradient, default) or every move (all)")
     o.add_argument("--refine-dds-steps", type=int, default=_D.refine_dds_steps,
-                   help="DDS steps of the refinement's reconstructions (default: --dds-steps)")
+                   help="DDS steps of the refinement's reconstructions (default 8)")
     o.add_argument("--refine-init", choices=["noise", "zero-filled", "sense"], default=_D.refine_init,
-                   help="warm start of the refinement's DDS reconstructions (default noise: from sigma_max)")
+                   help="warm start of the refinement's DDS reconstructions (default sense, from --refine-sigma-start; "
+                        "noise with --refine-sigma-start 80: from sigma_max)")
     o.add_argument("--refine-sigma-start", type=float, default=_D.refine_sigma_start,
-                   help="noise level the warm-started refinement reconstructions start from")
+                   help="noise level the refinement reconstructions start from (default 0.5)")
     o.add_argument("--refine-eta", type=float, default=_D.refine_eta,
-                   help="fresh-noise fraction of the refinement's DDS steps (recon's --dds-eta; default: off)")
+                   help="fresh-noise fraction of the refinement's DDS steps (recon's --dds-eta; default 1)")
     o.add_argument("--refine-churn", type=float, default=_D.refine_churn,
-                   help="churn of the refinement's DDS (default: DDS's)")
+                   help="churn of the refinement's DDS (default 0)")
     o.add_argument("--refine-tries", type=int, default=_D.refine_tries,
-                   help="moves reconstructed per line with --refine-propose gradient (default 1)")
+                   help="moves reconstructed per line with --refine-propose gradient (default 3)")
     o.add_argument("--steps", type=int, default=_D.steps,
                    help="Adam iterations; 0 = no learning: export the starting density (the baseline to beat); "
                         "default 0 for line masks (the refinement learns), 250 for point masks")

@@ -52,10 +52,13 @@ class LearnMaskOptions:
     and scored the same as its start (R = 8: +0.00 dB), and through the differentiable DDS
     objective +0.36 dB; the greedy learners put their lines next to the centre (-0.5 dB). What
     learns is the refinement after the export (:mod:`~fastmri_diffmask.learn.refine`): per free
-    line the gradient of the differentiable DDS objective proposes the ``refine_tries`` (2) best
-    moves by 1-3 columns, a 12-step DDS on 4 *training* slices decides, 2 sweeps: +0.65 dB over
-    the start at R = 8 (every move judged: +0.81 dB at 2.5x the cost), +0.05 dB at R = 4. So the
-    default ``steps`` is 0 (``--steps N`` runs the Adam learner first).
+    line the gradient of the differentiable DDS objective proposes the ``refine_tries`` (3) best
+    moves by 1-3 columns, a fast warm-started 8-step DDS (SENSE start at sigma 0.5, eta 1, churn 0)
+    on 4 *training* slices decides, 2 sweeps. With the multi-subject prior (session 8, val 4-9,
+    DDS-50) this judge scores +0.43 dB over the start at R = 8 and +0.72 dB at R = 4, against
+    +0.39 / +0.05 dB for session 6's judge (2 tries, 12-step DDS from noise); every move judged
+    costs 2x and at R = 4 exceeds the 5-minute budget. So the default ``steps`` is 0
+    (``--steps N`` runs the Adam learner first).
 
     Attributes
     ----------
@@ -115,12 +118,14 @@ class LearnMaskOptions:
     refine_tries : int
         Moves reconstructed per line with ``refine_propose="gradient"``.
     refine_dds_steps : int or None
-        DDS steps of the refinement's reconstructions (default 12; None: ``dds_steps``, the judge's).
+        DDS steps of the refinement's reconstructions (default 8; None: ``dds_steps``, the judge's).
     refine_init, refine_sigma_start, refine_eta, refine_churn : str, float or None
-        Warm start of those reconstructions (:mod:`fastmri_diffmask.sample.warm_start`): ``"noise"``
-        (default, from sigma_max), ``"zero-filled"`` or ``"sense"`` from ``refine_sigma_start``;
-        the fresh-noise step ``eta`` and churn of :func:`~fastmri_diffmask.sample.dds.dds_reconstruct`
-        (``None``: DDS's defaults).
+        Warm start of those reconstructions (:mod:`fastmri_diffmask.sample.warm_start`): ``"sense"``
+        (default) or ``"zero-filled"`` from ``refine_sigma_start`` (default 0.5), or ``"noise"``
+        (from ``refine_sigma_start``; 80 = sigma_max starts from pure noise); the fresh-noise step
+        ``eta`` (default 1) and churn (default 0) of :func:`~fastmri_diffmask.sample.dds.dds_reconstruct`
+        (``None``: DDS's defaults). Session 6's judge: ``refine_init="noise"``, ``refine_sigma_start=None``,
+        ``refine_eta=None``, ``refine_churn=None``, ``refine_dds_steps=12``, ``refine_tries=2``.
     steps : int or None
         Adam iterations (default ``None``: 0 for line masks, where on validation the Adam learning
         of the logits added nothing over its start at R = 8 and the refinement learns instead;
@@ -220,12 +225,12 @@ class LearnMaskOptions:
     refine_moves: str = "1,2,3"
     refine_slices: int = 4
     refine_propose: str = "gradient"
-    refine_tries: int = 2
-    refine_dds_steps: int | None = 12
-    refine_init: str = "noise"
-    refine_sigma_start: float | None = None
-    refine_eta: float | None = None
-    refine_churn: float | None = None
+    refine_tries: int = 3              # the judge (tries, steps, warm start): chosen on val 4-9, session 8
+    refine_dds_steps: int | None = 8
+    refine_init: str = "sense"
+    refine_sigma_start: float | None = 0.5
+    refine_eta: float | None = 1.0
+    refine_churn: float | None = 0.0
     steps: int | None = None       # None: 0 for line masks (Adam adds ~0 dB at R = 8; the refinement learns), 250 for point masks
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
