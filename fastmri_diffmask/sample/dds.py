@@ -33,9 +33,9 @@ from tqdm import tqdm
 
 from ..physics import to_channels, to_complex
 from ..prior.base import Denoiser
-from .defaults import DDS_DEFAULTS, SAMPLER_DEFAULTS  # noqa: F401 (SAMPLER_DEFAULTS re-exported)
-from .schedule import churn_noise, data_consistency, prepare_sampling
-from .warm_start import check_eta, check_warm_start, initial_estimate
+from .defaults import DDS_DEFAULTS
+from .schedule import churn_noise, data_consistency
+from .warm_start import check_eta, warm_sampling
 
 
 def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor,
@@ -85,15 +85,9 @@ def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
     """
     if steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
-    start = check_warm_start(init, sigma_start, sigma_min)
     eta = check_eta(eta) or None  # 0: the deterministic step, drawing nothing
-    top = sigma_max if start is None else start
-    p = prepare_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, sigma_min, top, rho)
+    p = warm_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, init, sigma_start, sigma_min, sigma_max, rho)
     t, x, b = p.sigmas, p.x, masked_kspace.shape[0]
-    with torch.no_grad():
-        x_init = initial_estimate(init, p.op, p.y, p.scale, masked_kspace, mask, sens_maps)
-    if x_init is not None:
-        x = x + to_channels(x_init).to(x.dtype)
     with torch.no_grad():
         for i in tqdm(range(steps), desc="DDS", unit="step", disable=not progress, leave=False):
             x, sigma_hat = churn_noise(x, float(t[i]), p.gamma, generator)

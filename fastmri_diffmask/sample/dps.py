@@ -42,11 +42,12 @@ from ..physics import MultiCoilOperator, to_channels, to_complex
 from ..prior.base import Denoiser
 from .schedule import (SamplingSetup, churn_noise, data_consistency, edm_sigmas,  # noqa: F401 (re-exported)
                        mask_acceleration, prepare_sampling)
-from .warm_start import check_warm_start, initial_estimate
+from .defaults import DDS_DEFAULTS
+from .warm_start import warm_sampling
 
 #: ``mu`` of the per-step data consistency when ``dc_every`` is set and ``dc_weight`` is not: DDS's
-#: tuned per-step weight (:data:`.dds.DDS_DEFAULTS`, kept here to avoid a circular import).
-DC_EVERY_WEIGHT = 0.01
+#: tuned per-step weight.
+DC_EVERY_WEIGHT = DDS_DEFAULTS["dc_weight"]
 
 
 def default_zeta(acceleration: float) -> float:
@@ -77,7 +78,7 @@ def dps_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
     dc_weight : float, optional
         ``mu`` of a final data-consistency step (:func:`data_consistency`, ``dc_iters`` CG
         iterations) on the scaled image; ``None`` (default) or 0 returns the DPS sample as it is
-        (the entry points' default is 0.03: :data:`fastmri_diffmask.sample.dds.SAMPLER_DEFAULTS`).
+        (the entry points' default is 0.03: :data:`fastmri_diffmask.sample.defaults.SAMPLER_DEFAULTS`).
         With ``dc_every`` it is the ``mu`` of every data-consistency step instead (default
         :data:`DC_EVERY_WEIGHT`), and no extra final step is taken (the last step is one).
     dc_every : int, optional
@@ -108,14 +109,8 @@ def dps_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
         if isinstance(dc_iters, bool) or not isinstance(dc_iters, numbers.Integral) or dc_iters < 1:
             raise UserError(f"dc_iters must be a positive integer, got {dc_iters!r}")
         mu, dc_weight = float(mu), None  # no separate final step: the last step is a consistent one
-    start = check_warm_start(init, sigma_start, sigma_min)
-    p = prepare_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, sigma_min,
-                         sigma_max if start is None else start, rho)
+    p = warm_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, init, sigma_start, sigma_min, sigma_max, rho)
     op, y, t, x, b = p.op, p.y, p.sigmas, p.x, masked_kspace.shape[0]
-    with torch.no_grad():
-        x_init = initial_estimate(init, op, y, p.scale, masked_kspace, mask, sens_maps)
-    if x_init is not None:
-        x = x + to_channels(x_init).to(x.dtype)
     device = masked_kspace.device
     if zeta is None:
         zeta = default_zeta(mask_acceleration(op.mask, masked_kspace.shape[-2:]))

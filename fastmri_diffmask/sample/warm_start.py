@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..physics import MultiCoilOperator
-from .schedule import data_consistency, mask_acceleration
+from ..physics import MultiCoilOperator, to_channels
+from .schedule import SamplingSetup, data_consistency, mask_acceleration, prepare_sampling
 
 #: The starting estimates :func:`initial_estimate` knows.
 INITS = ("noise", "zero-filled", "sense", "l1")
@@ -112,3 +112,19 @@ def initial_estimate(init: str, op: MultiCoilOperator, y: torch.Tensor, scale: t
     if init == "sense":
         return sense_estimate(op, y)
     return l1_estimate(masked_kspace, mask, sens_maps).to(y.dtype) / scale
+
+
+def warm_sampling(masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor, steps: int, churn: float,
+                  generator: torch.Generator | None, init: str = "noise", sigma_start: float | None = None,
+                  sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> SamplingSetup:
+    """:func:`~fastmri_diffmask.sample.schedule.prepare_sampling` with the warm start applied: the
+    schedule runs from ``sigma_start`` (``sigma_max`` when ``None``) and the initial state is
+    ``x_init + sigma_start n`` (pure noise for ``init="noise"``). Shared by DPS and DDS."""
+    start = check_warm_start(init, sigma_start, sigma_min)
+    p = prepare_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, sigma_min,
+                         sigma_max if start is None else start, rho)
+    with torch.no_grad():
+        x_init = initial_estimate(init, p.op, p.y, p.scale, masked_kspace, mask, sens_maps)
+    if x_init is None:
+        return p
+    return p._replace(x=p.x + to_channels(x_init).to(p.x.dtype))
