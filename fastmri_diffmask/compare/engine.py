@@ -145,7 +145,8 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
     cells = shard_cells(all_cells(cfg), shard)
     cell_dir = out / "cells"
     todo = [c for c in cells if not (cell_dir / f"{c.id}.json").is_file()]
-    check_finished_cells(cfg, [c for c in cells if c not in todo], cell_dir)
+    prior_sha = prior_sha256(cfg, cells)
+    check_finished_cells(cfg, [c for c in cells if c not in todo], cell_dir, prior_sha)
     if not todo:
         if progress:
             print(f"all {len(cells)} cells are finished; nothing to run")
@@ -192,7 +193,7 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
         t0 = time.time()
         recon = reconstruct_slices(kspace, m.mask, maps_cache[key], m.acceleration, s)
         seconds = (time.time() - t0) / len(recon)
-        write_cell(cell_dir, cell, m, recon, target, data, seconds, figure_slices, cell_settings(cfg, cell))
+        write_cell(cell_dir, cell, m, recon, target, data, seconds, figure_slices, cell_settings(cfg, cell, prior_sha))
         bar.update(1)
     bar.close()
     return sorted(cell_dir.glob("*.json")) if cell_dir.is_dir() else []
@@ -211,34 +212,33 @@ def recon_settings(cfg: StudyConfig, cell: Cell, device="auto", prior=None):
                          **{k: v for k, v in cell.method.options.items() if k in _SETTING_KEYS})
 
 
-def cell_settings(cfg: StudyConfig, cell: Cell) -> dict:
-    """What a cell's numbers depend on, defaults resolved (the samplers' from
-    :mod:`~fastmri_diffmask.sample.defaults`, the prior by its file's sha256), stored with the
-    cell so that a resumed study never mixes cells made with other settings."""
+def prior_sha256(cfg: StudyConfig, cells: list[Cell]) -> str | None:
+    """sha256 of the prior file the study's diffusion cells use (``None`` when none does)."""
     from ..prior.weights import prior_path
     from ..recon.run import DIFFUSION_METHODS
     from ..utils import file_sha256
 
+    return file_sha256(prior_path(cfg.prior)) if any(c.method.name in DIFFUSION_METHODS for c in cells) else None
+
+
+def cell_settings(cfg: StudyConfig, cell: Cell, prior_sha: str | None) -> dict:
+    """What a cell's numbers depend on, defaults resolved (the samplers' from
+    :mod:`~fastmri_diffmask.sample.defaults`; the prior by ``prior_sha``, :func:`prior_sha256`),
+    stored with the cell so that a resumed study never mixes cells made with other settings."""
     s = recon_settings(cfg, cell)
-    method = {k: getattr(s, k) for k in ("lamda", "max_iter")} if cell.method.name in ("bart-l1", "sigpy-l1") else {}
-    if cell.method.name in DIFFUSION_METHODS:
-        method = {**s.sampler_options(), "zeta": s.zeta, "dc_every": s.dc_every, "cg_iters": s.cg_iters}
-        method = {k: v for k, v in method.items() if not (cell.method.name == "dps" and k == "cg_iters")}
-        method["prior_sha256"] = _prior_sha(str(cfg.prior), prior_path, file_sha256)
-    return {"method": cell.method.name, **method, "mask": dataclasses.asdict(cell.mask), "sens_maps": cfg.sens_maps,
+    name = cell.method.name
+    method = {}
+    if name in ("bart-l1", "sigpy-l1"):
+        method = {"lamda": s.lamda, "max_iter": s.max_iter}
+    elif name == "dps":
+        method = {**s.sampler_options(), "zeta": s.zeta, "dc_every": s.dc_every, "prior_sha256": prior_sha}
+    elif name == "dds":
+        method = {**s.sampler_options(), "cg_iters": s.cg_iters, "prior_sha256": prior_sha}
+    return {"method": name, **method, "mask": dataclasses.asdict(cell.mask), "sens_maps": cfg.sens_maps,
             "seed": cfg.seed}
 
 
-_PRIOR_SHA: dict = {}
-
-
-def _prior_sha(name: str, prior_path, file_sha256) -> str:
-    if name not in _PRIOR_SHA:
-        _PRIOR_SHA[name] = file_sha256(prior_path(name))
-    return _PRIOR_SHA[name]
-
-
-def check_finished_cells(cfg: StudyConfig, finished: list[Cell], cell_dir: Path) -> None:
+def check_finished_cells(cfg: StudyConfig, finished: list[Cell], cell_dir: Path, prior_sha: str | None) -> None:
     """Refuse to resume when a finished cell was made with other settings than the config's now
     (a changed option, default, mask or prior): one line naming the cell and the first difference.
     Cells written before settings were recorded are taken as they are."""
@@ -246,7 +246,7 @@ def check_finished_cells(cfg: StudyConfig, finished: list[Cell], cell_dir: Path)
         stored = json.loads((cell_dir / f"{cell.id}.json").read_text()).get("settings")
         if stored is None:
             continue
-        now = json.loads(json.dumps(cell_settings(cfg, cell)))  # JSON round trip: tuples -> lists
+        now = json.loads(json.dumps(cell_settings(cfg, cell, prior_sha)))  # JSON round trip: tuples -> lists
         if stored != now:
             key = next(k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k))
             raise UserError(f"{cell_dir / (cell.id + '.json')} was made with {key} = {stored.get(key)!r}, the config "
