@@ -37,6 +37,14 @@ def main():
                    help="first noise levels of the warm start (0 = sigma_max, a start from noise)")
     p.add_argument("--batch", type=int, default=10)
     a = p.parse_args()
+    from fastmri_diffmask.sample.warm_start import INITS
+
+    bad = sorted(set(a.inits) - set(INITS))
+    if bad or any(s0 < 0 for s0 in a.sigma_starts):
+        p.error(f"--inits takes {', '.join(INITS)} and --sigma-starts numbers >= 0; got {a.inits} / {a.sigma_starts}")
+    if not any((ini == "noise") == (s0 == 0) for ini in a.inits for s0 in a.sigma_starts):
+        p.error("no run to do: --inits noise pairs with --sigma-starts 0 (sigma_max), every warm init with a "
+                "--sigma-starts value > 0")
     from fastmri_diffmask.physics import MultiCoilOperator
     from fastmri_diffmask.prior.weights import load_prior
     from fastmri_diffmask.sample.dps import data_consistency, dps_reconstruct
