@@ -72,7 +72,8 @@ def line_mask_judging(data_dir: str, mask_file: str, prior: str = "default"):
     mf = load_mask_file(mask_file)
     data = load_slices(data_dir, "val", sens_backend="none")
     k, target = data.kspace.numpy(), data.target.numpy()
-    bm = BernoulliMask((k.shape[-1],), mf.acceleration, mf.num_low_frequencies, logits=torch.as_tensor(mf.logits))
+    shape = (k.shape[-1],) if mf.kind == "line" else tuple(k.shape[-2:])  # point masks: the whole ky-kz plane
+    bm = BernoulliMask(shape, mf.acceleration, mf.num_low_frequencies, kind=mf.kind, logits=torch.as_tensor(mf.logits))
     centre = bm.fixed.numpy().astype(np.float32)
     maps = np.stack([sens_maps_for(k[i] * centre, None, mf.num_low_frequencies, "espirit-bart") for i in range(len(k))])
     return mf, k, target, maps, load_prior(prior, device="cpu"), bm
@@ -80,13 +81,14 @@ def line_mask_judging(data_dir: str, mask_file: str, prior: str = "default"):
 
 def dds_psnr(prior, kspace, target, maps, mask, idx, steps: int) -> float:
     """Mean PSNR of DDS (``steps`` steps, seed 0, ``DDS_DEFAULTS`` otherwise) on slices ``idx`` with a
-    0/1 line mask."""
+    0/1 line mask (shape ``(W,)``) or point mask (``(H, W)``)."""
     import torch
 
     from fastmri_diffmask.metrics import score
     from fastmri_diffmask.sample.dds import dds_reconstruct
 
-    km = torch.from_numpy(np.asarray(mask, np.float32)).view(1, 1, 1, -1)
+    mask = np.asarray(mask, np.float32)
+    km = torch.from_numpy(mask).view(1, 1, *((1,) * (2 - mask.ndim)), *mask.shape)
     rec = dds_reconstruct(prior, torch.from_numpy(kspace[idx]) * km, km, torch.from_numpy(maps[idx]), steps=steps,
                           generator=torch.Generator().manual_seed(0), progress=False)
     return float(np.mean([score(target[i], rec[j].abs().numpy())["psnr"] for j, i in enumerate(idx)]))

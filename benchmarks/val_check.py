@@ -1,4 +1,4 @@
-"""Score mask files on the validation slices held apart from learn-mask's judge (val 4-9 by default):
+"""Score line or point mask files on the validation slices held apart from learn-mask's judge (val 4-9 by default):
 mean DDS PSNR with ESPIRiT (BART) maps from each file's own centre. For choosing learner defaults
 on validation only (test slices are never touched here).
 
@@ -25,9 +25,13 @@ def main() -> None:
         mf, k, target, maps, prior, _ = line_mask_judging(args.data, path, args.prior)
         idx = [i for i in args.slices if i < len(k)]
         value = dds_psnr(prior, k, target, maps, np.asarray(mf.mask, np.float32), idx, args.steps)
-        lines = [int(i) for i in np.flatnonzero(np.asarray(mf.mask) > 0.5)]
-        print(json.dumps({"mask": path, "dds_steps": args.steps, "val_slices": idx, "psnr": round(value, 3),
-                          "lines": lines}))
+        row = {"mask": path, "kind": mf.kind, "dds_steps": args.steps, "val_slices": idx, "psnr": round(value, 3)}
+        sampled = np.flatnonzero(np.asarray(mf.mask) > 0.5)
+        if mf.kind == "line":
+            row["lines"] = [int(i) for i in sampled]
+        else:  # a point mask's sampled indices are too many to list
+            row["num_sampled"] = int(sampled.size)
+        print(json.dumps(row))
 
 
 if __name__ == "__main__":

@@ -489,7 +489,8 @@ def test_cli_refuses_bad_learner_options(oracle, tmp_path, capsys):
     root, path, _ = oracle
     out = tmp_path / "m.safetensors"
     _assert_refused(capsys, _cli(root, path, out, "--refine-sweeps", "1", "--refine-moves", "0"), out)
-    _assert_refused(capsys, _cli(root, path, out, "--refine-sweeps", "1", "--kind", "point"), out)
+    _assert_refused(capsys, _cli(root, path, out, "--refine-sweeps", "1", "--kind", "point", "--optimizer", "greedy"), out)
+    _assert_refused(capsys, _cli(root, path, out, "--refine-sweeps", "1", "--kind", "point", "--refine-factor", "1"), out)
     _assert_refused(capsys, _cli(root, path, out, "--optimizer", "greedy", "--nested"), out)
     _assert_refused(capsys, _cli(root, path, out, "--steps", "-1"), out)
 
@@ -519,3 +520,17 @@ def test_point_masks_learn_with_the_defaults(oracle, tmp_path):
     mf = load_mask_file(out)
     assert mf.mask.shape == (N, N) and mf.num_sampled == round(N * N / 8)
     assert mf.metadata["steps"] == 250 and "refine" not in mf.metadata
+
+
+def test_point_masks_refine_their_density_by_rings(oracle, tmp_path):
+    """``--kind point --refine-sweeps 1``: the ring reweighting runs after the export, keeps the
+    exact budget and the centre, and never lowers its own training-slice score."""
+    root, path, _ = oracle
+    out = tmp_path / "p.safetensors"
+    assert main(["learn-mask", "--data", str(root), "--prior", str(path), "--kind", "point", "--acceleration", "4",
+                 "--out", str(out), "--num-low-frequencies", "4", "--device", "cpu", "--quiet", "--steps", "2",
+                 "--refine-sweeps", "1", "--refine-rings", "3", "--refine-slices", "1", "--refine-dds-steps", "2"]) == 0
+    mf = load_mask_file(out)
+    assert mf.num_sampled == round(N * N / 4) and mf.mask[N // 2 - 2:N // 2 + 2, N // 2 - 2:N // 2 + 2].all()
+    ref = mf.metadata["refine"]
+    assert ref["end"] >= ref["start"] and len(ref["log_weights"]) == 3 and ref["reconstructions"] >= 1

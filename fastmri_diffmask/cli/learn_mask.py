@@ -61,9 +61,13 @@ def register(sub) -> None:
                    help="greedy-search: candidates scored per addition")
     o.add_argument("--search-slices", type=int, default=_D.search_slices, help="greedy-search: training slices scored")
     o.add_argument("--refine-sweeps", type=int, default=_D.refine_sweeps,
-                   help="after the export, move free lines while DDS on training slices improves (passes; 0 off; "
-                        "default 2 for line masks, 0 for point masks)")
+                   help="after the export, move free lines (point masks: reweight rings of the density) while DDS "
+                        "on training slices improves (passes; 0 off; default 2 for line masks, 0 for point masks)")
     o.add_argument("--refine-moves", default=_D.refine_moves, help="column offsets a line may move by (default 1,2,3)")
+    o.add_argument("--refine-rings", type=int, default=_D.refine_rings,
+                   help="point masks: equal-count rings of the density the refinement reweights (default 8)")
+    o.add_argument("--refine-factor", type=float, default=_D.refine_factor,
+                   help="point masks: factor (and inverse) a ring's density is tried at (default 1.5)")
     o.add_argument("--refine-slices", type=int, default=_D.refine_slices, help="training slices the refinement scores")
     o.add_argument("--refine-propose", choices=["gradient", "all"], default=_D.refine_propose,
                    help="reconstruct only the moves the differentiable DDS objective's gradient ranks best "

@@ -143,7 +143,18 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                                    checkpoint=ckpt, resume=opts.resume, **common)
         binary = export_mask(mask, history, opts.export)
     refined = None
-    if opts.refine_sweeps:
+    if opts.refine_sweeps and kind == "point":  # reweight the density's rings, export as the judge's candidate did
+        from .refine_density import refine_point_density
+
+        density, offset = _chosen_density(mask, history)
+        binary, refined = refine_point_density(prior_module, train, mask, density, offset=offset,
+                                               rings=opts.refine_rings, factor=opts.refine_factor,
+                                               sweeps=opts.refine_sweeps, num_slices=opts.refine_slices,
+                                               dds_steps=opts.refine_dds_steps or opts.dds_steps, seed=opts.seed,
+                                               progress=not opts.quiet, device=device, init=opts.refine_init,
+                                               sigma_start=opts.refine_sigma_start, eta=opts.refine_eta,
+                                               churn=opts.refine_churn)
+    elif opts.refine_sweeps:
         import dataclasses
 
         from .refine import loss_gradient, refine_line_mask
@@ -193,6 +204,16 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     for p in out.parent.glob(out.name + ".ckpt*"):
         p.unlink()
     return out
+
+
+def _chosen_density(mask, history: dict):
+    """``(density, offset)`` behind the export's chosen candidate (labels of
+    :func:`.validate.candidate_masks`: ``"offset u"`` or ``"flat w offset u"``); a random draw or
+    a top-k / quantile export counts as the unflattened density at offset 0.5."""
+    words = history.get("export", {}).get("chosen_label", "").split()
+    weight = float(words[1]) if words[:1] == ["flat"] else 0.0
+    offset = float(words[words.index("offset") + 1]) if "offset" in words else 0.5
+    return mask.flattened(weight), offset
 
 
 def _swap_moves(order, moves) -> np.ndarray:

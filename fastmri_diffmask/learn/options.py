@@ -109,8 +109,10 @@ class LearnMaskOptions:
     refine_sweeps, refine_moves, refine_slices : int, str, int
         After learning and export, move free lines one at a time by the offsets ``refine_moves``
         (e.g. "1,2,3") while the DDS score (``dds_steps``) on ``refine_slices`` training slices
-        rises, for up to ``refine_sweeps`` passes (:mod:`~fastmri_diffmask.learn.refine`; line
-        masks; 0 = off; default ``None``: 2 for line masks, 0 for point masks).
+        rises, for up to ``refine_sweeps`` passes (:mod:`~fastmri_diffmask.learn.refine`; 0 = off;
+        default ``None``: 2 for line masks, 0 for point masks). Point masks instead reweight
+        ``refine_rings`` equal-count rings of the density by ``refine_factor`` (or its inverse)
+        (:mod:`~fastmri_diffmask.learn.refine_density`; moves and proposals do not apply).
     refine_propose : {"gradient", "all"}
         ``gradient``: per line only the ``refine_tries`` moves that the gradient of the
         differentiable DDS objective (``objective="dds"`` with the ``recon_*`` settings) predicts
@@ -223,6 +225,8 @@ class LearnMaskOptions:
     search_slices: int = 4
     refine_sweeps: int | None = None  # None: 2 for line masks (chosen on val 4-9, BENCHMARKS.md), 0 for point masks
     refine_moves: str = "1,2,3"
+    refine_rings: int = 8
+    refine_factor: float = 1.5
     refine_slices: int = 4
     refine_propose: str = "gradient"
     refine_tries: int = 3              # the judge (tries, steps, warm start): chosen on val 4-9, session 8
@@ -369,8 +373,10 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
         raise UserError("--nested applies to --optimizer adam; the greedy learners are nested by construction")
     if opts.refine_sweeps < 0:
         raise UserError(f"--refine-sweeps must be >= 0 (0: off), got {opts.refine_sweeps}")
-    if opts.refine_sweeps and kind != "line":
-        raise UserError("--refine-sweeps moves lines: it applies to --kind line; drop it for point masks")
+    if opts.refine_sweeps and kind == "point" and opts.optimizer != "adam":
+        raise UserError("--refine-sweeps on point masks reweights the export's density: use it with --optimizer adam")
+    if not opts.refine_factor > 1:
+        raise UserError(f"--refine-factor must be > 1, got {opts.refine_factor}")
     from .refine import parse_moves
 
     parse_moves(opts.refine_moves)
@@ -387,7 +393,7 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
     if opts.refine_propose not in ("gradient", "all"):
         raise UserError(f"--refine-propose must be gradient or all, got {opts.refine_propose!r}")
     for name in ("greedy_top_k", "greedy_adds_per_step", "search_candidates", "search_slices", "refine_slices",
-                 "refine_tries"):
+                 "refine_tries", "refine_rings"):
         if getattr(opts, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
     if opts.init_density not in ("uniform", "vd"):

@@ -53,6 +53,18 @@ KINDS = ("line", "point")
 EXPORTS = ("topk", "quantile")
 
 
+def renormalise(p: torch.Tensor, s: float) -> torch.Tensor:
+    """LOUPE's renormalisation of probabilities ``p`` (values in [0, 1]) to the mean ``s``:
+    ``p s / mean(p)`` when the mean is at least ``s``, else ``1 - (1 - p)(1 - s) / (1 - mean(p))``;
+    both keep every value in [0, 1] (Bahadir et al. 2020)."""
+    mu = p.mean()
+    if float(mu.detach()) >= s:
+        q = p * (s / mu)
+    else:
+        q = 1 - (1 - p) * ((1 - s) / (1 - mu))
+    return q.clamp(0, 1)
+
+
 def _as_shape(shape, kind: str) -> tuple[int, ...]:
     dims = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
     want = 1 if kind == "line" else 2
@@ -166,14 +178,17 @@ class BernoulliMask(nn.Module):
         out = self.fixed.to(self.logits.dtype)
         if not self.num_free:
             return out
-        p = torch.sigmoid(self.logits[self.free])
-        s = self.target_mean
-        mu = p.mean()
-        if float(mu.detach()) >= s:
-            q = p * (s / mu)
-        else:
-            q = 1 - (1 - p) * ((1 - s) / (1 - mu))
-        return out.masked_scatter(self.free, q.clamp(0, 1))
+        q = renormalise(torch.sigmoid(self.logits[self.free]), self.target_mean)
+        return out.masked_scatter(self.free, q)
+
+    def renormalised(self, density: torch.Tensor) -> torch.Tensor:
+        """Any non-negative ``density`` of the mask's shape as :meth:`probabilities` would give it:
+        its free entries (clipped to [0, 1]) LOUPE-renormalised to the budget, fixed entries 1,
+        excluded 0."""
+        out = self.fixed.to(density.dtype)
+        if not self.num_free:
+            return out
+        return out.masked_scatter(self.free, renormalise(density[self.free].clamp(0, 1), self.target_mean))
 
     # -- stochastic masks for learning ------------------------------------------------------
     def _uniform(self, batch: int, generator: torch.Generator | None) -> torch.Tensor:

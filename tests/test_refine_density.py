@@ -1,0 +1,92 @@
+"""Point-mask density refinement scored by DDS (:mod:`fastmri_diffmask.learn.refine_density`):
+equal-count rings, exact budget for every candidate, fixed and excluded entries untouched, every
+kept reweighting raises the recorded score, the end score is the fresh score of the result, the
+result is seeded, and under a Gaussian prior whose variance falls with the radius a flat start
+moves its samples towards the centre."""
+
+import numpy as np
+import pytest
+import torch
+
+from fastmri_diffmask.dataset import SliceData
+from fastmri_diffmask.errors import UserError
+from fastmri_diffmask.learn.greedy_search import dds_shared_noise
+from fastmri_diffmask.learn.refine_density import refine_point_density, reweighted, ring_index
+from fastmri_diffmask.learn.validate import psnr
+from fastmri_diffmask.masks.bernoulli import BernoulliMask, centre_distance
+from fastmri_diffmask.physics import fft2c
+from fastmri_diffmask.prior.gaussian import GaussianPrior
+
+torch.set_num_threads(1)
+N = 16
+
+
+def _problem(seed=0):
+    """Images whose k-space variance falls steeply with the distance to the centre."""
+    r = torch.from_numpy(centre_distance((N, N))).float()
+    var = 1e-2 * torch.exp(-6 * r)
+    prior = GaussianPrior(torch.zeros(N, N, dtype=torch.complex64), var)
+    images = prior.sample(4, torch.Generator().manual_seed(seed + 1))
+    maps = torch.ones(4, 1, N, N, dtype=torch.complex64)
+    train = SliceData(fft2c(maps * images[:, None]), maps, images.abs(), ["x.h5"] * 4, list(range(4)), torch.ones(4))
+    return prior, train
+
+
+def _mask():
+    return BernoulliMask((N, N), 4, 4, kind="point", acquired=((0, N), (1, N - 1)))  # columns 0 and 15 "padded"
+
+
+def test_rings_have_equal_counts_and_grow_outwards():
+    mask = _mask()
+    ring = ring_index(mask, 5)
+    free = mask.free.numpy()
+    assert (ring[~free] == -1).all() and (ring[free] >= 0).all()
+    counts = np.bincount(ring[free], minlength=5)
+    assert counts.max() - counts.min() <= 1
+    dist = centre_distance((N, N))
+    assert all(dist[ring == k].max() <= dist[ring == k + 1].min() + 1e-12 for k in range(4))
+
+
+def test_every_reweighting_keeps_the_exact_budget():
+    mask = _mask()
+    ring = ring_index(mask, 4)
+    density = mask.flattened(1.0)  # flat
+    for log_w in ([0, 0, 0, 0], [2, 0, 0, -2], [-3, 1, 0, 5]):
+        p = reweighted(mask, density, ring, np.asarray(log_w, float))
+        assert float(p[mask.free].sum()) == pytest.approx(mask.budget - mask.num_fixed, rel=1e-6)
+        assert bool((p[mask.fixed] == 1).all()) and bool((p[mask.excluded] == 0).all())
+        m = mask.systematic(0.5, probabilities=p)
+        assert int(m.sum()) == mask.budget
+
+
+def test_refinement_moves_a_flat_density_inwards_and_only_improves():
+    prior, train = _problem()
+    mask = _mask()
+    out, hist = refine_point_density(prior, train, mask, mask.flattened(1.0), rings=4, factor=2.0, sweeps=3,
+                                     num_slices=2, dds_steps=3, progress=False)
+    assert int(out.sum()) == mask.budget and bool(out[mask.fixed].all()) and not bool(out[mask.excluded].any())
+    scores = [hist["start"]] + [k["score"] for k in hist["kept"]]
+    assert all(b > a for a, b in zip(scores, scores[1:])) and hist["end"] == scores[-1]
+    assert hist["kept"], "a flat start under a centre-heavy prior leaves room for a reweighting"
+    w = np.asarray(hist["log_weights"])
+    assert w[0] > w[-1], f"the inner ring should gain weight against the outer one, got {w}"
+    data = train.subset(hist["slices"])
+    rec = dds_shared_noise(prior, data.kspace, data.sens_maps, out[None], "point", 3, 0)
+    assert float(psnr(rec[0].abs(), data.images.abs()).mean()) == pytest.approx(hist["end"], abs=1e-4)
+    again, hist2 = refine_point_density(prior, train, mask, mask.flattened(1.0), rings=4, factor=2.0, sweeps=3,
+                                        num_slices=2, dds_steps=3, progress=False)
+    assert torch.equal(again, out) and hist2["kept"] == hist["kept"]
+
+
+def test_bad_input_is_one_clear_error():
+    prior, train = _problem()
+    mask = _mask()
+    with pytest.raises(UserError, match="point mask"):
+        line = BernoulliMask((N,), 4, 4)
+        refine_point_density(prior, train, line, line.probabilities(), progress=False)
+    with pytest.raises(UserError, match="factor"):
+        refine_point_density(prior, train, mask, mask.probabilities(), factor=1.0, progress=False)
+    with pytest.raises(UserError, match="shape"):
+        refine_point_density(prior, train, mask, torch.ones(N, N + 1), progress=False)
+    with pytest.raises(UserError, match="rings"):
+        ring_index(mask, 10_000)
