@@ -273,12 +273,12 @@ def test_cli_flags_are_the_library_options_with_the_same_defaults():
     d = LearnMaskOptions()  # the defaults --help states
     assert (d.eta, d.sigma_mean, d.sigma_std, d.batch, d.lr) == (0.5, -1.2, 1.2, 2, 0.01)
     # steps and sweeps depend on the kind: line masks, the refinement chosen on validation slices
-    # 4-9 (BENCHMARKS.md, issue 13) after no Adam step; point masks (which it cannot move) Adam
+    # 4-9 (BENCHMARKS.md, issue 13) after no Adam step; point masks the ring reweighting (session 9)
     from fastmri_diffmask.learn.options import resolve_kind_defaults
 
     assert (d.steps, d.refine_sweeps) == (None, None)
     line, point = resolve_kind_defaults(d, "line"), resolve_kind_defaults(d, "point")
-    assert (line.steps, line.refine_sweeps, point.steps, point.refine_sweeps) == (0, 2, 250, 0)
+    assert (line.steps, line.refine_sweeps, point.steps, point.refine_sweeps) == (0, 2, 0, 2)
     assert resolve_kind_defaults(dataclasses.replace(d, steps=0, refine_sweeps=0), "point").steps == 0
     assert (d.refine_propose, d.refine_tries, d.refine_dds_steps, d.refine_slices,
             d.refine_moves) == ("gradient", 3, 8, 4, "1,2,3")
@@ -511,15 +511,15 @@ def test_refinement_keeps_a_nested_order_consistent_with_the_mask(oracle, tmp_pa
 
 
 def test_point_masks_learn_with_the_defaults(oracle, tmp_path):
-    """``learn-mask --kind point`` with no learner flags: the kind's defaults (Adam, no line
-    refinement) run, where a line-only default used to refuse it."""
+    """``learn-mask --kind point`` with no learner flags: the kind's defaults (no Adam step, then
+    the ring reweighting of the density) run, keep the exact budget and record the refinement."""
     root, path, _ = oracle
     out = tmp_path / "p.safetensors"
     assert main(["learn-mask", "--data", str(root), "--prior", str(path), "--kind", "point", "--acceleration", "8",
                  "--out", str(out), "--num-low-frequencies", "4", "--device", "cpu", "--quiet"]) == 0
     mf = load_mask_file(out)
     assert mf.mask.shape == (N, N) and mf.num_sampled == round(N * N / 8)
-    assert mf.metadata["steps"] == 250 and "refine" not in mf.metadata
+    assert mf.metadata["steps"] == 0 and mf.metadata["refine"]["rings"] == 8
 
 
 def test_point_masks_refine_their_density_by_rings(oracle, tmp_path):

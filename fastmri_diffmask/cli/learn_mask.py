@@ -62,7 +62,7 @@ def register(sub) -> None:
     o.add_argument("--search-slices", type=int, default=_D.search_slices, help="greedy-search: training slices scored")
     o.add_argument("--refine-sweeps", type=int, default=_D.refine_sweeps,
                    help="after the export, move free lines (point masks: reweight rings of the density) while DDS "
-                        "on training slices improves (passes; 0 off; default 2 for line masks, 0 for point masks)")
+                        "on training slices improves (passes; 0 off; default 2)")
     o.add_argument("--refine-moves", default=_D.refine_moves, help="column offsets a line may move by (default 1,2,3)")
     o.add_argument("--refine-rings", type=int, default=_D.refine_rings,
                    help="point masks: equal-count rings of the density the refinement reweights (default 8)")
@@ -87,7 +87,7 @@ def register(sub) -> None:
                    help="moves reconstructed per line with --refine-propose gradient (default 3)")
     o.add_argument("--steps", type=int, default=_D.steps,
                    help="Adam iterations; 0 = no learning: export the starting density (the baseline to beat); "
-                        "default 0 for line masks (the refinement learns), 250 for point masks")
+                        "default 0: the refinement learns")
     o.add_argument("--epochs", type=int, default=_D.epochs, help="overrides --steps")
     o.add_argument("--batch", type=int, default=_D.batch)
     o.add_argument("--lr", type=float, default=_D.lr)

@@ -110,7 +110,7 @@ class LearnMaskOptions:
         After learning and export, move free lines one at a time by the offsets ``refine_moves``
         (e.g. "1,2,3") while the DDS score (``dds_steps``) on ``refine_slices`` training slices
         rises, for up to ``refine_sweeps`` passes (:mod:`~fastmri_diffmask.learn.refine`; 0 = off;
-        default ``None``: 2 for line masks, 0 for point masks). Point masks instead reweight
+        default ``None``: 2). Point masks instead reweight
         ``refine_rings`` equal-count rings of the density by ``refine_factor`` (or its inverse)
         (:mod:`~fastmri_diffmask.learn.refine_density`; moves and proposals do not apply).
     refine_propose : {"gradient", "all"}
@@ -131,7 +131,8 @@ class LearnMaskOptions:
     steps : int or None
         Adam iterations (default ``None``: 0 for line masks, where on validation the Adam learning
         of the logits added nothing over its start at R = 8 and the refinement learns instead;
-        250 for point masks, which the refinement does not move); 0 exports from the starting density with the same candidates and judge
+        also 0 for point masks, where Adam through either objective scored 0.2-0.4 dB below its
+        start on val 4-9 and the ring refinement ties it, BENCHMARKS.md); 0 exports from the starting density with the same candidates and judge
         (the baseline a learned mask is measured against).
     epochs : int or None
         Overrides ``steps`` (``epochs * ceil(n_train / batch)``).
@@ -235,7 +236,7 @@ class LearnMaskOptions:
     refine_sigma_start: float | None = 0.5
     refine_eta: float | None = 1.0
     refine_churn: float | None = 0.0
-    steps: int | None = None       # None: 0 for line masks (Adam adds ~0 dB at R = 8; the refinement learns), 250 for point masks
+    steps: int | None = None       # None: 0 (line: Adam adds ~0 dB at R = 8; point: Adam loses 0.2-0.4 dB on val)
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
     lr: float = _LOOP.lr
@@ -329,9 +330,10 @@ def parse_flatten(text: str) -> tuple[float, ...]:
 
 
 #: The defaults that depend on the mask kind (``None`` in :class:`LearnMaskOptions`). Line masks:
-#: no Adam steps, then the refinement (chosen on val 4-9, BENCHMARKS.md). Point masks: the
-#: refinement moves lines only, so the Adam learner of the logits learns them (as before issue 13).
-KIND_DEFAULTS = {"line": {"steps": 0, "refine_sweeps": 2}, "point": {"steps": _LOOP.steps, "refine_sweeps": 0}}
+#: no Adam steps, then the line refinement (chosen on val 4-9, BENCHMARKS.md). Point masks: no
+#: Adam steps either (Adam lost 0.2-0.4 dB to its start on val 4-9 at R = 8 and 16), then the
+#: ring reweighting of the density (:mod:`.refine_density`; ties the start on val, session 9).
+KIND_DEFAULTS = {"line": {"steps": 0, "refine_sweeps": 2}, "point": {"steps": 0, "refine_sweeps": 2}}
 
 
 def resolve_kind_defaults(opts: LearnMaskOptions, kind: str) -> LearnMaskOptions:
