@@ -70,7 +70,7 @@ def main():
 
     run("bart-l1")
     for steps in a.steps:
-        run("dps", steps=steps, dc_weight=a.dc_weight, churn=a.churn, init="noise")  # from pure noise
+        run("dps", steps=steps, dc_weight=a.dc_weight, churn=a.churn, init="noise", dc_every=0)  # from pure noise
     for steps in a.dds_steps:
         run("dds", steps=steps, init="noise", churn=20.0, eta=0.0)  # DDS from noise, as measured
     out = Path(a.out)

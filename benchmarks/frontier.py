@@ -31,9 +31,9 @@ import torch
 #: with 15 CG iterations, and variants (BENCHMARKS.md, issue 14).
 FAST_DEFAULT = ["sense:0.5:8:1:5", "sense:0.5:8:1:15", "sense:1:8:1:15", "zero-filled:1:8:1:5", "sense:1:8:none:5",
                 "sense:0.5:15:1:5"]
-#: DPS at its validated setting (BENCHMARKS.md, issue 3 and session 4): churn 40, final DC 0.03.
-DPS_SETTING = {"churn": 40.0, "dc_weight": 0.03, "init": "noise"}
-WARM_DPS = {"churn": 40.0, "dc_weight": 0.03, "init": "sense", "sigma_start": 0.5}  # DPS from pure noise (the warm default is a --fast-like row)
+#: DPS from pure noise at its validated setting (BENCHMARKS.md, issue 3 and session 4): churn 40, final DC 0.03.
+DPS_SETTING = {"churn": 40.0, "dc_weight": 0.03, "dc_every": 0, "init": "noise"}
+WARM_DPS = {"churn": 40.0, "dc_weight": 0.03, "init": "sense", "sigma_start": 0.5}  # session 8's default; + --warm-dps-dc-every
 
 
 def parse_fast(spec: str) -> dict:
@@ -62,7 +62,9 @@ def plan(a) -> list[tuple[str, str, dict, int]]:
     if "dps" in want:
         rows += [(f"DPS-{s}", "dps", {"steps": s, **DPS_SETTING}, min(n, a.dps_slices)) for s in a.dps_steps]
     if "warm-dps" in want:  # DPS with its defaults (SENSE start at sigma 0.5, churn 40, DC 0.03)
-        rows += [(f"warm DPS-{s}", "dps", {"steps": s, **WARM_DPS}, min(n, a.dps_slices)) for s in a.warm_dps_steps]
+        every = a.warm_dps_dc_every
+        rows += [(f"warm DPS-{s}" + (f" DC/{every}" if every else ""), "dps", {"steps": s, **WARM_DPS, "dc_every": every},
+                  min(n, a.dps_slices)) for s in a.warm_dps_steps]
     return rows
 
 
@@ -144,6 +146,8 @@ def main():
     p.add_argument("--methods", nargs="+", default=["zero-filled", "bart-l1", "fast", "dds", "dps", "warm-dps"],
                    choices=["zero-filled", "bart-l1", "fast", "dds", "dps", "warm-dps"])
     p.add_argument("--warm-dps-steps", type=int, nargs="*", default=[25, 50, 100])
+    p.add_argument("--warm-dps-dc-every", type=int, default=0,
+                   help="warm DPS: data consistency every this many steps (0: final step only, session 8; 5: the default since session 9)")
     p.add_argument("--dps-steps", type=int, nargs="*", default=[25, 50, 100])
     p.add_argument("--dds-steps", type=int, nargs="*", default=[10, 25, 50])
     p.add_argument("--fast", nargs="*", default=FAST_DEFAULT, help="init:sigma_start:steps:eta:cg_iters")

@@ -55,7 +55,7 @@ def main():
     for setting in a.settings:
         steps, churn = (float(v) for v in setting.split(":"))
         s = ReconSettings(method="dps", steps=int(steps), churn=churn, dc_weight=a.dc_weight, batch=a.batch,
-                          init="noise", prior=prior, device="cpu")
+                          init="noise", dc_every=0, prior=prior, device="cpu")
         scores = {}
         for name, m in masks.items():
             rec = reconstruct_slices(k, m.mask, maps[name], m.acceleration, s)

@@ -31,7 +31,7 @@ def main():
     with open(a.out, "a") as log:
         for r, mt, m, maps in cases:
             settings = [(meth, {"lamda": lam}) for meth in a.methods for lam in a.lamdas]
-            settings += [("dps", {"zeta": z, "steps": a.dps_steps, "init": "noise", "churn": 0.0}) for z in a.zetas]
+            settings += [("dps", {"zeta": z, "steps": a.dps_steps, "init": "noise", "churn": 0.0, "dc_every": 0}) for z in a.zetas]
             for meth, kw in settings:
                 s = ReconSettings(method=meth, prior=prior, device="cpu", seed=0, **kw)
                 rec = reconstruct_slices(k, m.mask, maps, m.acceleration, s)

@@ -128,7 +128,10 @@ def test_dc_every_reaches_recon_and_compare_settings():
     from fastmri_diffmask.recon.run import ReconSettings, reconstruct_slices
 
     assert _method_spec({"name": "dps", "dc_every": 5}, "cfg").options == {"dc_every": 5}
-    for bad in ({"name": "dps", "dc_every": 0}, {"name": "dps", "dc_every": 2.5}, {"name": "dds", "dc_every": 2}):
+    # 0 turns the per-step consistency off; only then may the (final-step) weight be 0
+    assert _method_spec({"name": "dps", "dc_every": 0, "dc_weight": 0}, "cfg").options == {"dc_every": 0, "dc_weight": 0}
+    for bad in ({"name": "dps", "dc_every": -1}, {"name": "dps", "dc_every": 2.5}, {"name": "dds", "dc_every": 2},
+                {"name": "dps", "dc_weight": 0}):
         with pytest.raises(UserError):
             _method_spec(bad, "cfg")
     prior, x, maps = _problem(seed=2)

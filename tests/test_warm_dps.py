@@ -61,13 +61,23 @@ def test_entry_points_run_the_same_warm_sampler():
     k = MultiCoilOperator(maps, torch.ones_like(mask)).forward(x)
     warm = dict(init="sense", sigma_start=1.0)
     kw = dict(steps=6, churn=0.0, dc_weight=0.03)
+    every = defaults.SAMPLER_DEFAULTS["dps"]["dc_every"]  # the entry points' default; the library's is off
     want = dps_reconstruct(prior, k * mask, mask, maps, generator=torch.Generator().manual_seed(0), progress=False,
-                           **kw, **warm)
+                           dc_every=every, **kw, **warm)
     s = ReconSettings(method="dps", prior=prior, device="cpu", **kw, **warm)
     got = reconstruct_slices(k.numpy(), mask[0, 0].expand(x.shape[-2:]).numpy(), maps.numpy(), 2.0, s)
     np.testing.assert_allclose(got, want.abs().numpy(), rtol=1e-5, atol=1e-6)
     model = DiffusionPosteriorModel(prior, sampler="dps", device="cpu", dds_init="sense", sigma_start=1.0, **kw)
     assert torch.allclose(model.reconstruct(k * mask, mask, sens_maps=maps), want)
+    # dc_every 0 at every entry point is the library's default (only the final step)
+    plain = dps_reconstruct(prior, k * mask, mask, maps, generator=torch.Generator().manual_seed(0), progress=False,
+                            **kw, **warm)
+    assert not torch.allclose(plain, want)
+    s0 = ReconSettings(method="dps", prior=prior, device="cpu", dc_every=0, **kw, **warm)
+    got0 = reconstruct_slices(k.numpy(), mask[0, 0].expand(x.shape[-2:]).numpy(), maps.numpy(), 2.0, s0)
+    np.testing.assert_allclose(got0, plain.abs().numpy(), rtol=1e-5, atol=1e-6)
+    model0 = DiffusionPosteriorModel(prior, sampler="dps", device="cpu", dds_init="sense", sigma_start=1.0, dc_every=0, **kw)
+    assert torch.allclose(model0.reconstruct(k * mask, mask, sens_maps=maps), plain)
 
 
 def test_defaults_table_fills_unset_options_and_an_explicit_noise_start_means_sigma_max(monkeypatch):

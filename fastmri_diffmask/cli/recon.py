@@ -37,11 +37,12 @@ def register(sub) -> None:
     p.add_argument("--zeta", type=float, help="DPS likelihood step (default tuned per acceleration)")
     p.add_argument("--churn", type=float, default=None, help="EDM S_churn (default 40 for dps, 0 for dds)")
     p.add_argument("--dc-weight", type=float, default=None,
-                   help="proximal data-consistency weight mu: DPS ends with one such step (default 0.03, chosen "
-                        "on validation; 0 = off, the paper's plain DPS); DDS takes one every step (default 0.01)")
+                   help="proximal data-consistency weight mu: DPS takes one every --dc-every steps (default 0.03, "
+                        "chosen on validation; with --dc-every 0 one final step, 0 = none: the paper's plain DPS); "
+                        "DDS takes one every step (default 0.01)")
     p.add_argument("--dc-every", type=int, default=None,
                    help="DPS: enforce the data (CG, weight --dc-weight, default 0.03) every this many steps "
-                        "during sampling, the last step included (default off: plain DPS)")
+                        "during sampling, the last step included (default 5; 0: only the final step)")
     p.add_argument("--cg-iters", type=int, default=5, help="DDS: conjugate-gradient iterations per step (default 5)")
     p.add_argument("--init", "--dds-init", dest="dds_init", default=None,
                    help="DPS / DDS: start estimate noise | zero-filled | sense | l1 (x_init + sigma_start n; "
@@ -120,11 +121,11 @@ def run(args) -> int:
         raise UserError(f"--num-slices must be >= 1, got {args.num_slices}")
     if args.churn is not None and args.churn < 0:
         raise UserError(f"--churn must be >= 0, got {args.churn}")
+    if args.dc_every is not None and (args.dc_every < 0 or args.method != "dps"):
+        raise UserError(f"--dc-every is a DPS option and must be >= 0 (0: off), got {args.dc_every} with --method {args.method}")
     if args.dc_weight is not None and not (args.dc_weight > 0 or (args.dc_weight == 0 and args.method == "dps"
-                                                                  and args.dc_every is None)):
-        raise UserError(f"--dc-weight must be > 0 (0 turns off DPS's final step only), got {args.dc_weight}")
-    if args.dc_every is not None and (args.dc_every < 1 or args.method != "dps"):
-        raise UserError(f"--dc-every is a DPS option and must be >= 1, got {args.dc_every} with --method {args.method}")
+                                                                  and args.dc_every == 0)):
+        raise UserError(f"--dc-weight must be > 0 (0 turns off DPS's final step, with --dc-every 0), got {args.dc_weight}")
     warm = {"--init": args.dds_init, "--sigma-start": args.sigma_start}
     if args.method not in DIFFUSION_METHODS and any(v is not None for v in warm.values()):
         raise UserError(f"{', '.join(k for k, v in warm.items() if v is not None)}: DPS / DDS options; "

@@ -231,7 +231,7 @@ def cell_settings(cfg: StudyConfig, cell: Cell, prior_sha: str | None) -> dict:
     if name in ("bart-l1", "sigpy-l1"):
         method = {"lamda": s.lamda, "max_iter": s.max_iter}
     elif name == "dps":
-        method = {**s.sampler_options(), "zeta": s.zeta, "dc_every": s.dc_every, "prior_sha256": prior_sha}
+        method = {**s.sampler_options(), "zeta": s.zeta, "prior_sha256": prior_sha}
     elif name == "dds":
         method = {**s.sampler_options(), "cg_iters": s.cg_iters, "prior_sha256": prior_sha}
     return {"method": name, **method, "mask": dataclasses.asdict(cell.mask), "sens_maps": cfg.sens_maps,

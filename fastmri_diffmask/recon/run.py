@@ -33,7 +33,7 @@ class ReconSettings:
     zeta: float | None = None           # DPS likelihood step; None = tuned per acceleration
     churn: float | None = None          # EDM S_churn; None = SAMPLER_DEFAULTS
     dc_weight: float | None = None      # DPS: final data-consistency mu (None = default 0.03, 0 = off); DDS: per-step mu
-    dc_every: int | None = None         # DPS: data consistency every k steps during sampling (None = off)
+    dc_every: int | None = None         # DPS: data consistency every k steps during sampling (None = default 5, 0 = off)
     cg_iters: int = DDS_DEFAULTS["cg_iters"]  # DDS: CG iterations per step
     init: str | None = None             # DPS / DDS: start estimate (sample.warm_start.INITS); None = default
     sigma_start: float | None = None    # DPS / DDS: first noise level; None = default (sample.defaults)
@@ -47,7 +47,7 @@ class ReconSettings:
     def sampler_options(self) -> dict:
         """This diffusion method's sampler options with their defaults filled in
         (:func:`~fastmri_diffmask.sample.defaults.resolve_sampler_options`)."""
-        names = ("steps", "churn", "dc_weight", "init", "sigma_start") + (("eta",) if self.method == "dds" else ())
+        names = ("steps", "churn", "dc_weight", "init", "sigma_start") + (("eta",) if self.method == "dds" else ("dc_every",))
         return resolve_sampler_options(self.method, **{k: getattr(self, k) for k in names})
 
 
@@ -106,7 +106,7 @@ def reconstruct_slices(kspace: np.ndarray, mask2d: np.ndarray, maps: np.ndarray,
             sm = torch.from_numpy(np.ascontiguousarray(maps[i:i + s.batch])).to(dev)
             kw = dict(s.sampler_options(), generator=g)
             if s.method == "dps":
-                x = dps_reconstruct(s.prior, k, m, sm, zeta=s.zeta, dc_every=s.dc_every, **kw)
+                x = dps_reconstruct(s.prior, k, m, sm, zeta=s.zeta, **kw)
             else:
                 x = dds_reconstruct(s.prior, k, m, sm, cg_iters=s.cg_iters, **kw)
             out.append(x.abs().cpu().numpy())

@@ -53,8 +53,8 @@ class DiffusionPosteriorModel(nn.Module):
         (the table in :mod:`~fastmri_diffmask.sample.defaults`). ``zeta`` is DPS only.
     dc_every : int, optional
         DPS only: enforce the data every ``dc_every`` steps during sampling
-        (:func:`~fastmri_diffmask.sample.dps.dps_reconstruct`; ``dc_weight`` is then its ``mu``,
-        default 0.03 as above). ``None`` (default): DPS with only the final step.
+        (:func:`~fastmri_diffmask.sample.dps.dps_reconstruct`; ``dc_weight`` is its ``mu``,
+        default 0.03 as above). ``None``: the default (5); 0: only the final step.
     dds_init, sigma_start : the warm start of either sampler (:mod:`~fastmri_diffmask.sample.warm_start`);
         ``None`` takes the sampler's default, ``dds_init="noise"`` alone starts from ``sigma_max``.
     eta : DDS only: the fresh-noise fraction of each step
@@ -77,20 +77,24 @@ class DiffusionPosteriorModel(nn.Module):
             raise UserError(f"unknown sampler {sampler!r}; use dps or dds")
         if dc_every is not None and sampler != "dps":
             raise UserError("dc_every is a DPS option; DDS enforces the data every step already")
-        consistency_steps(1, dc_every)  # a bad value fails here, not at the first reconstruction
+        consistency_steps(1, dc_every or None)  # a bad value fails here, not at the first reconstruction
         if sampler != "dds" and eta is not None:
             raise UserError("eta is a DDS option; use sampler='dds'")
         given = dict(steps=steps, churn=churn, dc_weight=dc_weight, init=dds_init, sigma_start=sigma_start)
         if sampler == "dds":
             given["eta"] = check_eta(eta)
+        else:
+            given["dc_every"] = dc_every
         self.options = resolve_sampler_options(sampler, **given)
         check_warm_start(self.options["init"], self.options["sigma_start"])
+        if sampler == "dps" and self.options["dc_every"] and not self.options["dc_weight"] > 0:
+            raise UserError("dc_weight must be > 0 while dc_every is on (default 5); set dc_every=0 for plain DPS")
         if isinstance(prior, str):
             from ..prior.weights import load_prior
 
             prior = load_prior(prior, device=device)
         self.prior = prior.to(resolve_device(device))
-        self.sampler, self.zeta, self.dc_every = sampler, zeta, dc_every
+        self.sampler, self.zeta, self.dc_every = sampler, zeta, self.options.get("dc_every")
         self.steps, self.churn, self.dc_weight = (self.options[k] for k in ("steps", "churn", "dc_weight"))
         self.sens_backend, self.num_samples, self.seed, self.progress = sens_backend, num_samples, seed, progress
 
@@ -119,7 +123,7 @@ class DiffusionPosteriorModel(nn.Module):
         for _ in range(self.num_samples):
             kw = dict(self.options, generator=g, progress=self.progress)
             if self.sampler == "dps":
-                out = out + dps_reconstruct(self.prior, k, m, sens_maps, zeta=self.zeta, dc_every=self.dc_every, **kw)
+                out = out + dps_reconstruct(self.prior, k, m, sens_maps, zeta=self.zeta, **kw)
             else:
                 out = out + dds_reconstruct(self.prior, k, m, sens_maps, **kw)
         return out / self.num_samples
