@@ -40,12 +40,8 @@ class LearnMaskOptions:
     mix with a flat density (``export_flatten``), judged by DDS (:mod:`~fastmri_diffmask.sample.dds`)
     with ``dds_steps`` 25 steps on ``select_slices`` validation slices (``benchmarks/judge_study.py``): this judge
     ranks candidate masks like a 100-step DPS with data consistency on held-apart validation
-    slices (Spearman +0.97 over 14 masks at R = 4, +0.95 over 8 at R = 8) and picks the best of
-    them, as DPS-50 + DC does, at about a third of its cost; a plain 25-step DPS (+0.78 at R = 4)
-    picks one 1.8 dB worse, as it prefers masks near the centre. Stratified draws of one density
-    differ by up to 3.3 dB at R = 8 (validation); systematic masks never clump lines and average
-    0.8 dB more there (``benchmarks/sampling_study.py``); at R = 4 the mixed density's candidates
-    beat the learned density's by 1.7 dB.
+    slices (Spearman +0.97 / +0.95 at R = 4 / 8) at about a third of DPS-50's cost. Systematic
+    masks never clump lines (+0.8 dB over stratified draws at R = 8, ``benchmarks/sampling_study.py``).
 
     Learning (session 6, issue 13; chosen on validation slices 4-9, which the judge never sees):
     Adam on the logits through the one-step objectives moved the exported mask by a line or two
@@ -55,11 +51,9 @@ class LearnMaskOptions:
     line the gradient of the differentiable DDS objective proposes the ``refine_tries`` (3) best
     moves by 1-3 columns, a warm-started 15-step DDS (SENSE start at sigma 0.5, eta 1, churn 0:
     ``recon --method dds``'s default) on 4 *training* slices decides, 2 sweeps. With the
-    multi-subject prior (val 4-9, DDS-50) this judge scores +0.78 dB over the start at R = 8 and
-    +0.73 dB at R = 4 (session 9), against +0.43 / +0.72 dB with 8 steps (session 8) and +0.39 /
-    +0.05 dB for session 6's judge (2 tries, 12-step DDS from noise); every move judged costs 2x
-    and at R = 4 exceeds the 5-minute budget. So the default ``steps`` is 0
-    (``--steps N`` runs the Adam learner first).
+    multi-subject prior (val 4-9, DDS-50) this judge scores +0.78 / +0.73 dB over the start at
+    R = 8 / 4 (session 9; 8 steps: +0.43 / +0.72). So the default ``steps`` is 0 (``--steps N``
+    runs the Adam learner first). Point masks: :mod:`~fastmri_diffmask.learn.refine_density`.
 
     Attributes
     ----------
