@@ -73,7 +73,7 @@ def register(sub) -> None:
                    help="reconstruct only the moves the differentiable DDS objective's gradient ranks best "
                         "(gradient, default) or every move (all)")
     o.add_argument("--refine-dds-steps", type=int, default=_D.refine_dds_steps,
-                   help="DDS steps of the refinement's reconstructions (default 15 for line masks, 8 for point masks)")
+                   help="DDS steps of the refinement's reconstructions (default 8)")
     o.add_argument("--refine-init", choices=["noise", "zero-filled", "sense"], default=_D.refine_init,
                    help="warm start of the refinement's DDS reconstructions (default sense, from --refine-sigma-start; "
                         "noise with --refine-sigma-start 80: from sigma_max)")

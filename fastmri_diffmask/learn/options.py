@@ -49,11 +49,10 @@ class LearnMaskOptions:
     objective +0.36 dB; the greedy learners put their lines next to the centre (-0.5 dB). What
     learns is the refinement after the export (:mod:`~fastmri_diffmask.learn.refine`): per free
     line the gradient of the differentiable DDS objective proposes the ``refine_tries`` (3) best
-    moves by 1-3 columns, a warm-started 15-step DDS (SENSE start at sigma 0.5, eta 1, churn 0:
-    ``recon --method dds``'s default) on 4 *training* slices decides, 2 sweeps. With the
-    multi-subject prior (val 4-9, DDS-50) this judge scores +0.78 / +0.73 dB over the start at
-    R = 8 / 4 (session 9; 8 steps: +0.43 / +0.72). So the default ``steps`` is 0 (``--steps N``
-    runs the Adam learner first). Point masks: :mod:`~fastmri_diffmask.learn.refine_density`.
+    moves by 1-3 columns, a warm-started 8-step DDS (SENSE start at sigma 0.5, eta 1, churn 0)
+    on 4 *training* slices decides, 2 sweeps. With the multi-subject prior (val 4-9, DDS-50) this
+    judge scores +0.43 / +0.72 dB over the start at R = 8 / 4 (session 8). So the default ``steps``
+    is 0 (``--steps N`` runs the Adam learner first). Point masks: :mod:`~fastmri_diffmask.learn.refine_density`.
 
     Attributes
     ----------
@@ -115,9 +114,9 @@ class LearnMaskOptions:
     refine_tries : int
         Moves reconstructed per line with ``refine_propose="gradient"``.
     refine_dds_steps : int or None
-        DDS steps of the refinement's reconstructions (default ``None``: 15 for line masks, the
-        ``recon --method dds`` default, chosen on val 4-9 in session 9 (session 8's judge: 8);
-        8 for point masks, the setting their ring refinement was validated with).
+        DDS steps of the refinement's reconstructions (default 8; None: ``dds_steps``, the export
+        judge's). 15 steps (session 9) gain +0.36 dB under DDS-50 on val 4-9 at R = 8 but lose
+        0.46 dB under BART, and tie at R = 4: not the default (BENCHMARKS.md).
     refine_init, refine_sigma_start, refine_eta, refine_churn : str, float or None
         Warm start of those reconstructions (:mod:`fastmri_diffmask.sample.warm_start`): ``"sense"``
         (default) or ``"zero-filled"`` from ``refine_sigma_start`` (default 0.5), or ``"noise"``
@@ -228,7 +227,7 @@ class LearnMaskOptions:
     refine_slices: int = 4
     refine_propose: str = "gradient"
     refine_tries: int = 3              # the judge (tries, steps, warm start): chosen on val 4-9, session 8
-    refine_dds_steps: int | None = None  # None: 15 for lines (val 4-9: +0.36 dB over 8 at R = 8, +0.01 at R = 4), 8 for points
+    refine_dds_steps: int | None = 8
     refine_init: str = "sense"
     refine_sigma_start: float | None = 0.5
     refine_eta: float | None = 1.0
@@ -330,8 +329,7 @@ def parse_flatten(text: str) -> tuple[float, ...]:
 #: no Adam steps, then the line refinement (chosen on val 4-9, BENCHMARKS.md). Point masks: no
 #: Adam steps either (Adam lost 0.2-0.4 dB to its start on val 4-9 at R = 8 and 16), then the
 #: ring reweighting of the density (:mod:`.refine_density`; ties the start on val, session 9).
-KIND_DEFAULTS = {"line": {"steps": 0, "refine_sweeps": 2, "refine_dds_steps": 15},
-                 "point": {"steps": 0, "refine_sweeps": 2, "refine_dds_steps": 8}}
+KIND_DEFAULTS = {"line": {"steps": 0, "refine_sweeps": 2}, "point": {"steps": 0, "refine_sweeps": 2}}
 
 
 def resolve_kind_defaults(opts: LearnMaskOptions, kind: str) -> LearnMaskOptions:
