@@ -10,7 +10,7 @@ import torch
 
 from fastmri_diffmask.dataset import SliceData
 from fastmri_diffmask.errors import UserError
-from fastmri_diffmask.learn.greedy_search import dds_shared_noise
+from fastmri_diffmask.learn.greedy_search import TrainingScorer, dds_shared_noise
 from fastmri_diffmask.learn.refine_density import refine_point_density, reweighted, ring_index
 from fastmri_diffmask.learn.validate import psnr
 from fastmri_diffmask.masks.bernoulli import BernoulliMask, centre_distance
@@ -30,6 +30,10 @@ def _problem(seed=0):
     maps = torch.ones(4, 1, N, N, dtype=torch.complex64)
     train = SliceData(fft2c(maps * images[:, None]), maps, images.abs(), ["x.h5"] * 4, list(range(4)), torch.ones(4))
     return prior, train
+
+
+def _scorer(prior, train, shape=(N, N), kind="point"):
+    return TrainingScorer(prior, train, kind, shape, num_slices=2, dds_steps=3, seed=0)
 
 
 def _mask():
@@ -62,8 +66,8 @@ def test_every_reweighting_keeps_the_exact_budget():
 def test_refinement_moves_a_flat_density_inwards_and_only_improves():
     prior, train = _problem()
     mask = _mask()
-    out, hist = refine_point_density(prior, train, mask, mask.flattened(1.0), rings=4, factor=2.0, sweeps=3,
-                                     num_slices=2, dds_steps=3, progress=False)
+    out, hist = refine_point_density(_scorer(prior, train), mask, mask.flattened(1.0), rings=4, factor=2.0, sweeps=3,
+                                     progress=False)
     assert int(out.sum()) == mask.budget and bool(out[mask.fixed].all()) and not bool(out[mask.excluded].any())
     scores = [hist["start"]] + [k["score"] for k in hist["kept"]]
     assert all(b > a for a, b in zip(scores, scores[1:])) and hist["end"] == scores[-1]
@@ -73,20 +77,23 @@ def test_refinement_moves_a_flat_density_inwards_and_only_improves():
     data = train.subset(hist["slices"])
     rec = dds_shared_noise(prior, data.kspace, data.sens_maps, out[None], "point", 3, 0)
     assert float(psnr(rec[0].abs(), data.images.abs()).mean()) == pytest.approx(hist["end"], abs=1e-4)
-    again, hist2 = refine_point_density(prior, train, mask, mask.flattened(1.0), rings=4, factor=2.0, sweeps=3,
-                                        num_slices=2, dds_steps=3, progress=False)
+    again, hist2 = refine_point_density(_scorer(prior, train), mask, mask.flattened(1.0), rings=4, factor=2.0,
+                                        sweeps=3, progress=False)
     assert torch.equal(again, out) and hist2["kept"] == hist["kept"]
 
 
 def test_bad_input_is_one_clear_error():
     prior, train = _problem()
     mask = _mask()
+    score = _scorer(prior, train)
     with pytest.raises(UserError, match="point mask"):
         line = BernoulliMask((N,), 4, 4)
-        refine_point_density(prior, train, line, line.probabilities(), progress=False)
+        refine_point_density(_scorer(prior, train, (N,), "line"), line, line.probabilities(), progress=False)
+    with pytest.raises(UserError, match="point mask"):  # a scorer of another shape
+        refine_point_density(_scorer(prior, train, (N, N + 2)), mask, mask.probabilities(), progress=False)
     with pytest.raises(UserError, match="factor"):
-        refine_point_density(prior, train, mask, mask.probabilities(), factor=1.0, progress=False)
+        refine_point_density(score, mask, mask.probabilities(), factor=1.0, progress=False)
     with pytest.raises(UserError, match="shape"):
-        refine_point_density(prior, train, mask, torch.ones(N, N + 1), progress=False)
+        refine_point_density(score, mask, torch.ones(N, N + 1), progress=False)
     with pytest.raises(UserError, match="rings"):
         ring_index(mask, 10_000)

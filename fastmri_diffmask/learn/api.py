@@ -144,16 +144,17 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         binary = export_mask(mask, history, opts.export)
     refined = None
     if opts.refine_sweeps and kind == "point":  # reweight the density's rings, export as the judge's candidate did
+        from .greedy_search import TrainingScorer
         from .refine_density import refine_point_density
 
+        score = TrainingScorer(prior_module, train, "point", mask.shape, opts.refine_slices,
+                               opts.refine_dds_steps or opts.dds_steps, opts.seed, device=torch.device(device),
+                               init=opts.refine_init, sigma_start=opts.refine_sigma_start, eta=opts.refine_eta,
+                               churn=opts.refine_churn)
         density, offset = _chosen_density(mask, history)
-        binary, refined = refine_point_density(prior_module, train, mask, density, offset=offset,
-                                               rings=opts.refine_rings, factor=opts.refine_factor,
-                                               sweeps=opts.refine_sweeps, num_slices=opts.refine_slices,
-                                               dds_steps=opts.refine_dds_steps or opts.dds_steps, seed=opts.seed,
-                                               progress=not opts.quiet, device=device, init=opts.refine_init,
-                                               sigma_start=opts.refine_sigma_start, eta=opts.refine_eta,
-                                               churn=opts.refine_churn)
+        binary, refined = refine_point_density(score, mask, density, offset=offset, rings=opts.refine_rings,
+                                               factor=opts.refine_factor, sweeps=opts.refine_sweeps,
+                                               progress=not opts.quiet)
     elif opts.refine_sweeps:
         import dataclasses
 

@@ -102,14 +102,16 @@ def dds_shared_noise(prior, kspace: torch.Tensor, sens_maps: torch.Tensor, masks
 class TrainingScorer:
     """Mean DDS PSNR of masks on ``num_slices`` training slices spread over the set, with common
     random numbers (:func:`dds_shared_noise`), batched ``max_batch`` slice reconstructions at a time;
-    counts the masks it scores (``reconstructions``). Shared by :func:`greedy_search_mask` and
-    :func:`fastmri_diffmask.learn.refine.refine_line_mask`."""
+    counts the masks it scores (``reconstructions``); ``churn=None`` is DDS's default. Shared by
+    :func:`greedy_search_mask`, :func:`fastmri_diffmask.learn.refine.refine_line_mask` and
+    :func:`fastmri_diffmask.learn.refine_density.refine_point_density`."""
 
     def __init__(self, prior, train, kind: str, shape, num_slices: int, dds_steps: int, seed: int,
                  max_batch: int = 16, device="cpu", init: str = "noise", sigma_start: float | None = None,
-                 eta: float | None = None, churn: float = DDS_DEFAULTS["churn"]):
+                 eta: float | None = None, churn: float | None = None):
         self.prior, self.kind, self.shape, self.dds_steps, self.seed = prior, kind, tuple(shape), dds_steps, int(seed)
-        self.init, self.sigma_start, self.eta, self.churn = init, sigma_start, eta, churn
+        self.init, self.sigma_start, self.eta = init, sigma_start, eta
+        self.churn = DDS_DEFAULTS["churn"] if churn is None else churn  # None: DDS's default
         self.slices = spread_indices(train.kspace.shape[0], num_slices)
         data = train.subset(self.slices)
         self.kspace, self.maps = data.kspace.to(device), data.sens_maps.to(device)

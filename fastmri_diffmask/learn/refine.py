@@ -145,8 +145,7 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
         ("tries", tries)))
     moves = parse_moves(moves)
     score = TrainingScorer(prior, train, "line", m.shape, num_slices, dds_steps, seed, max_batch, torch.device(device),
-                           init=init, sigma_start=sigma_start, eta=eta,
-                           **({} if churn is None else {"churn": churn}))
+                           init=init, sigma_start=sigma_start, eta=eta, churn=churn)
     history = {"moves": [], "tried": [], "reconstructions": 0, "slices": score.slices, "sweeps_run": 0, "dds_steps": dds_steps,
                "offsets": list(moves), "seed": int(seed), "init": init, "sigma_start": sigma_start, "eta": eta, "churn": churn}
 

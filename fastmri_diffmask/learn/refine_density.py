@@ -12,14 +12,14 @@ search runs over the *radial profile* of the density and keeps the export rule f
    (:meth:`~fastmri_diffmask.masks.bernoulli.BernoulliMask.renormalised`), exported by the same
    systematic sampling along the Hilbert walk as the export's candidates
    (:meth:`~fastmri_diffmask.masks.bernoulli.BernoulliMask.systematic`, the chosen ``offset``);
-3. score every candidate by the mean PSNR of DDS reconstructions of ``num_slices`` *training*
-   slices (:class:`.greedy_search.TrainingScorer`, common random numbers); for each ring in
+3. score every candidate by the mean PSNR of DDS reconstructions of a few *training* slices
+   (:class:`.greedy_search.TrainingScorer`, common random numbers); for each ring in
    turn (innermost first) keep the better reweighting if it raises the score by more than
    ``min_gain`` dB; repeat for ``sweeps`` sweeps, stopping after a sweep that keeps nothing.
 
 The budget is exact for every candidate (the systematic export places exactly
 ``budget - n_fixed`` free samples); fixed (centre) and excluded (padded) entries never change.
-Cost: at most ``sweeps * rings * 2`` reconstructions of ``num_slices`` slices, batched.
+Cost: at most ``sweeps * rings * 2`` reconstructions of the scorer's slices, batched.
 
 References
 ----------
@@ -64,19 +64,15 @@ def reweighted(mask: BernoulliMask, density: torch.Tensor, ring: np.ndarray, log
     return mask.renormalised(density.detach().double() * torch.from_numpy(w))
 
 
-def refine_point_density(prior, train, mask: BernoulliMask, density: torch.Tensor, *, offset: float = 0.5,
-                         rings: int = 8, factor: float = 1.5, sweeps: int = 2, num_slices: int = 4,
-                         dds_steps: int = 8, min_gain: float = 0.0, seed: int = 0, max_batch: int = 16,
-                         progress: bool = True, device="cpu", init: str = "noise",
-                         sigma_start: float | None = None, eta: float | None = None,
-                         churn: float | None = None) -> tuple[torch.Tensor, dict]:
+def refine_point_density(score: TrainingScorer, mask: BernoulliMask, density: torch.Tensor, *, offset: float = 0.5,
+                         rings: int = 8, factor: float = 1.5, sweeps: int = 2, min_gain: float = 0.0,
+                         progress: bool = True) -> tuple[torch.Tensor, dict]:
     """Reweight rings of a point mask's density while the DDS score on training slices rises.
 
     Parameters
     ----------
-    prior : Denoiser
-    train : SliceData
-        Fully sampled training slices; ``num_slices`` of them spread over the set are scored.
+    score : TrainingScorer
+        The judge: mean DDS PSNR of masks on its training slices (kind ``"point"``, the mask's shape).
     mask : BernoulliMask
         The point mask (its fixed centre, excluded entries and budget).
     density : tensor of ``mask.shape``
@@ -85,8 +81,9 @@ def refine_point_density(prior, train, mask: BernoulliMask, density: torch.Tenso
         The systematic-sampling offset of the export (the chosen candidate's).
     rings, factor : int, float > 1
         Number of equal-count rings; each trial multiplies one ring by ``factor`` or ``1 / factor``.
-    sweeps, num_slices, dds_steps, min_gain, seed, max_batch, init, sigma_start, eta, churn
-        As :func:`.refine.refine_line_mask`.
+    sweeps, min_gain
+        Passes over the rings (stops early after a pass that keeps nothing); a reweighting is kept
+        only if it raises the score by more than ``min_gain`` dB.
 
     Returns
     -------
@@ -96,18 +93,15 @@ def refine_point_density(prior, train, mask: BernoulliMask, density: torch.Tenso
         ``kept`` (``sweep``, ``ring``, ``factor``, ``score``), ``reconstructions``, ``slices``,
         ``sweeps_run`` and the settings.
     """
-    if mask.kind != "point":
-        raise UserError("the density refinement reweights rings of a point mask; line masks use refine_line_mask")
+    if mask.kind != "point" or score.kind != "point" or tuple(score.shape) != tuple(mask.shape):
+        raise UserError("the density refinement reweights rings of a point mask, scored as point masks of its shape; "
+                        "line masks use refine_line_mask")
     if tuple(density.shape) != tuple(mask.shape):
         raise UserError(f"density shape {tuple(density.shape)} does not match the mask shape {tuple(mask.shape)}")
     if not float(factor) > 1:
         raise UserError(f"the ring reweighting factor must be > 1, got {factor}")
-    sweeps, num_slices, dds_steps, max_batch = (check_count(k, v) for k, v in (
-        ("sweeps", sweeps), ("num_slices", num_slices), ("dds_steps", dds_steps), ("max_batch", max_batch)))
+    sweeps = check_count("sweeps", sweeps)
     ring = ring_index(mask, rings)
-    score = TrainingScorer(prior, train, "point", mask.shape, num_slices, dds_steps, seed, max_batch,
-                           torch.device(device), init=init, sigma_start=sigma_start, eta=eta,
-                           **({} if churn is None else {"churn": churn}))
 
     def export(log_w: np.ndarray) -> np.ndarray:
         return mask.systematic(offset, probabilities=reweighted(mask, density, ring, log_w)).numpy() > 0.5
@@ -116,8 +110,8 @@ def refine_point_density(prior, train, mask: BernoulliMask, density: torch.Tenso
     current_mask = export(log_w)
     current = score(current_mask[None])[0]
     history = {"start": current, "kept": [], "rings": int(rings), "factor": float(factor), "offset": float(offset),
-               "slices": score.slices, "dds_steps": dds_steps, "seed": int(seed), "init": init,
-               "sigma_start": sigma_start, "eta": eta, "churn": churn, "sweeps_run": 0}
+               "slices": score.slices, "dds_steps": score.dds_steps, "seed": score.seed, "init": score.init,
+               "sigma_start": score.sigma_start, "eta": score.eta, "churn": score.churn, "sweeps_run": 0}
     step = float(np.log(factor))
     bar = tqdm(total=sweeps * rings, desc="refine: reweighting rings", unit="ring", disable=not progress, leave=False)
     for sweep in range(sweeps):
