@@ -364,6 +364,7 @@ def test_export_flatten_adds_flattened_families_without_changing_the_first(oracl
     assert ex["labels"] == ["draw 0", "draw 1", "draw 2", "flat 1 draw 0", "flat 1 draw 1", "flat 1 draw 2"]
     assert ex["scores"][:3] == pytest.approx(hist["export"]["scores"])
     assert ex["chosen"] == int(np.argmin(ex["scores"])) and int(np.sum(ex["mask"])) == 8
+    assert ex["chosen_offset"] is None and ex["chosen_weight"] == (0.0 if ex["chosen"] < 3 else 1.0)
     with pytest.raises(UserError, match="flattening"):
         dataclasses.replace(cfg, export_flatten=(0.0, 2.0)).validate(4)
 
@@ -390,6 +391,9 @@ def test_systematic_candidates_are_the_density_offsets_and_need_no_seed(oracle):
     ex = choose_sampled(mask, Validator(prior, val, cfg, "cpu"), cfg)
     assert ex["labels"] == labels and ex["chosen"] == int(np.argmin(ex["scores"]))
     assert torch.equal(torch.tensor(ex["mask"]), draws[ex["chosen"]]) and hist["export"]["labels"] == labels
+    # the chosen candidate's density and offset (what the point refinement restarts from) rebuild it
+    rebuilt = mask.systematic(ex["chosen_offset"], probabilities=mask.flattened(ex["chosen_weight"]))
+    assert torch.equal(rebuilt, draws[ex["chosen"]])
     with pytest.raises(UserError, match="export sampling"):
         dataclasses.replace(cfg, export_sampling="jittered").validate(4)
 

@@ -208,13 +208,11 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
 
 
 def _chosen_density(mask, history: dict):
-    """``(density, offset)`` behind the export's chosen candidate (labels of
-    :func:`.validate.candidate_masks`: ``"offset u"`` or ``"flat w offset u"``); a random draw or
-    a top-k / quantile export counts as the unflattened density at offset 0.5."""
-    words = history.get("export", {}).get("chosen_label", "").split()
-    weight = float(words[1]) if words[:1] == ["flat"] else 0.0
-    offset = float(words[words.index("offset") + 1]) if "offset" in words else 0.5
-    return mask.flattened(weight), offset
+    """``(density, offset)`` behind the export's chosen candidate (:func:`.validate.choose_sampled`);
+    a random draw or the top-k export is refined as systematic sampling at offset 0.5."""
+    export = history.get("export", {})
+    offset = export.get("chosen_offset")
+    return mask.flattened(export.get("chosen_weight", 0.0)), 0.5 if offset is None else offset
 
 
 def _swap_moves(order, moves) -> np.ndarray:

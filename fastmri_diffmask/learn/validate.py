@@ -114,19 +114,25 @@ def candidate_masks(mask: BernoulliMask, cfg: LearnConfig) -> tuple[list[torch.T
     random draws (:meth:`BernoulliMask.draw_exact`) from one generator seeded ``cfg.seed + 2``,
     so the first family's draws do not depend on the others."""
     g = torch.Generator().manual_seed(cfg.seed + 2)
-    n, draws, labels = cfg.export_draws, [], []
-    for w in cfg.export_flatten:  # weight 0: p' itself
+    draws, labels = [], []
+    for i, (w, u) in enumerate(candidate_densities(cfg)):
         p = mask.flattened(w)
         prefix = "" if w == 0 else f"flat {w:g} "
-        if cfg.export_sampling == "systematic":
-            offsets = [(i + 0.5) / n for i in range(n)]
-            draws += [mask.systematic(u, probabilities=p) for u in offsets]
-            labels += [f"{prefix}offset {u:g}" for u in offsets]
+        if u is not None:
+            draws.append(mask.systematic(u, probabilities=p))
+            labels.append(f"{prefix}offset {u:g}")
         else:
-            stratified = cfg.export_sampling == "stratified"
-            draws += [mask.draw_exact(g, stratified=stratified, probabilities=p) for _ in range(n)]
-            labels += [f"{prefix}draw {i}" for i in range(n)]
+            draws.append(mask.draw_exact(g, stratified=cfg.export_sampling == "stratified", probabilities=p))
+            labels.append(f"{prefix}draw {i % cfg.export_draws}")
     return draws, labels
+
+
+def candidate_densities(cfg: LearnConfig) -> list[tuple[float, float | None]]:
+    """``(flattening weight, systematic offset)`` of each candidate of :func:`candidate_masks`, in
+    its order; the offset is ``None`` for random draws."""
+    n = cfg.export_draws
+    offsets = [(i + 0.5) / n for i in range(n)] if cfg.export_sampling == "systematic" else [None] * n
+    return [(w, u) for w in cfg.export_flatten for u in offsets]
 
 
 def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig, progress: bool = False) -> dict:
@@ -136,11 +142,15 @@ def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig, 
     ``cfg.select_dc_weight``, first ``cfg.select_slices`` validation slices) when
     ``cfg.export_select == "dps"`` or ``cfg.dps_every``, or by the PSNR of DDS (``cfg.dds_steps``
     steps, same slices) when ``cfg.export_select == "dds"``.
-    Returns ``{"mask", "scores", "chosen", "labels", "chosen_label"}``."""
+    Returns ``{"mask", "scores", "chosen", "labels", "chosen_label", "chosen_weight",
+    "chosen_offset"}`` (the chosen candidate's flattening weight and systematic offset, ``None``
+    for a random draw or the top-k export; the quantile export is offset 0.5)."""
     draws, labels = candidate_masks(mask, cfg)
+    densities = candidate_densities(cfg)
     if cfg.export == "best":  # the deterministic exports compete with the draws
         draws = [mask.binarize("topk"), mask.binarize("quantile")] + draws
         labels = ["topk", "quantile"] + labels
+        densities = [(0.0, None), (0.0, 0.5)] + densities
     select = "dds" if cfg.export_select == "dds" else ("dps" if cfg.export_select == "dps" or cfg.dps_every else "proxy")
 
     def judge(d: torch.Tensor) -> float:  # lower is better
@@ -153,4 +163,5 @@ def choose_sampled(mask: BernoulliMask, validator: Validator, cfg: LearnConfig, 
     scores = [judge(d) for d in tqdm(draws, desc=f"export: judging draws by {select}", unit="mask",
                                      disable=not progress, leave=False)]
     i = int(np.argmin(scores))
-    return {"mask": draws[i].tolist(), "scores": scores, "chosen": i, "labels": labels, "chosen_label": labels[i]}
+    return {"mask": draws[i].tolist(), "scores": scores, "chosen": i, "labels": labels, "chosen_label": labels[i],
+            "chosen_weight": densities[i][0], "chosen_offset": densities[i][1]}
