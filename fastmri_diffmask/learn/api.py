@@ -26,7 +26,7 @@ import torch
 from ..errors import UserError
 from .loop import LearnConfig, default_num_low_frequencies, export_mask, learn_mask, learn_nested
 from .options import (KINDS, OPTIMIZERS, OPTION_NAMES, LearnMaskOptions, check_inputs,  # noqa: F401
-                      parse_flatten, resolve_kind_defaults)
+                      parse_flatten)
 
 
 def preview_path(out: str | Path) -> Path:
@@ -92,7 +92,6 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
 
     opts, out, acceleration = LearnMaskOptions.from_flags(options), Path(out), float(acceleration)
     check_inputs(opts, out, acceleration, kind)
-    opts = resolve_kind_defaults(opts, kind)
     device = resolve_device(device)
     prior_module = load_prior(prior, device=device)
     init_logits = None

@@ -104,7 +104,7 @@ class LearnMaskOptions:
         After learning and export, move free lines one at a time by the offsets ``refine_moves``
         (e.g. "1,2,3") while the DDS score (``dds_steps``) on ``refine_slices`` training slices
         rises, for up to ``refine_sweeps`` passes (:mod:`~fastmri_diffmask.learn.refine`; 0 = off;
-        default ``None``: 2). Point masks instead reweight
+        default 2). Point masks instead reweight
         ``refine_rings`` equal-count rings of the density by ``refine_factor`` (or its inverse)
         (:mod:`~fastmri_diffmask.learn.refine_density`; moves and proposals do not apply).
     refine_propose : {"gradient", "all"}
@@ -124,8 +124,8 @@ class LearnMaskOptions:
         ``eta`` (default 1) and churn (default 0) of :func:`~fastmri_diffmask.sample.dds.dds_reconstruct`
         (``None``: DDS's defaults). Session 6's judge: ``refine_init="noise"``, ``refine_sigma_start=None``,
         ``refine_eta=None``, ``refine_churn=None``, ``refine_dds_steps=12``, ``refine_tries=2``.
-    steps : int or None
-        Adam iterations (default ``None``: 0 for line masks, where on validation the Adam learning
+    steps : int
+        Adam iterations (default 0 for line masks, where on validation the Adam learning
         of the logits added nothing over its start at R = 8 and the refinement learns instead;
         also 0 for point masks, where Adam through either objective scored 0.2-0.4 dB below its
         start on val 4-9 and the ring refinement ties it, BENCHMARKS.md); 0 exports from the starting density with the same candidates and judge
@@ -220,7 +220,7 @@ class LearnMaskOptions:
     greedy_adds_per_step: int = 1
     search_candidates: int = 8
     search_slices: int = 4
-    refine_sweeps: int | None = None  # None: 2 for line masks (chosen on val 4-9, BENCHMARKS.md), 0 for point masks
+    refine_sweeps: int = 2         # line and point masks alike (chosen on val 4-9, BENCHMARKS.md)
     refine_moves: str = "1,2,3"
     refine_rings: int = 8
     refine_factor: float = 1.5
@@ -232,7 +232,7 @@ class LearnMaskOptions:
     refine_sigma_start: float | None = 0.5
     refine_eta: float | None = 1.0
     refine_churn: float | None = 0.0
-    steps: int | None = None       # None: 0 (line: Adam adds ~0 dB at R = 8; point: Adam loses 0.2-0.4 dB on val)
+    steps: int = 0                 # line: Adam adds ~0 dB at R = 8; point: Adam loses 0.2-0.4 dB on val
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
     lr: float = _LOOP.lr
@@ -325,25 +325,10 @@ def parse_flatten(text: str) -> tuple[float, ...]:
         return ()
 
 
-#: The defaults that depend on the mask kind (``None`` in :class:`LearnMaskOptions`). Line masks:
-#: no Adam steps, then the line refinement (chosen on val 4-9, BENCHMARKS.md). Point masks: no
-#: Adam steps either (Adam lost 0.2-0.4 dB to its start on val 4-9 at R = 8 and 16), then the
-#: ring reweighting of the density (:mod:`.refine_density`; ties the start on val, session 9).
-KIND_DEFAULTS = {"line": {"steps": 0, "refine_sweeps": 2}, "point": {"steps": 0, "refine_sweeps": 2}}
-
-
-def resolve_kind_defaults(opts: LearnMaskOptions, kind: str) -> LearnMaskOptions:
-    """``opts`` with the kind-dependent options left ``None`` set from :data:`KIND_DEFAULTS`."""
+def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: str) -> None:
+    """Validate ``opts`` before anything is loaded; one-line :class:`UserError` otherwise."""
     if kind not in KINDS:
         raise UserError(f"kind must be line or point, got {kind!r}")
-    unset = {k: v for k, v in KIND_DEFAULTS[kind].items() if getattr(opts, k) is None}
-    return dataclasses.replace(opts, **unset) if unset else opts
-
-
-def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: str) -> None:
-    """Validate ``opts`` (kind defaults already resolved: :func:`resolve_kind_defaults`) before
-    anything is loaded; one-line :class:`UserError` otherwise."""
-    opts = resolve_kind_defaults(opts, kind)
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; give a mask file path such as {out / 'mask.safetensors'}")
     if opts.steps < 0:
