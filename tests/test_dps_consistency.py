@@ -119,6 +119,10 @@ def test_dc_every_rejects_bad_settings_and_reaches_the_model():
     assert torch.allclose(model.reconstruct(y, mask, sens_maps=maps), direct)
     with pytest.raises(UserError):
         DiffusionPosteriorModel(prior, sampler="dds", dc_every=2, device="cpu")
+    # a zero weight with the default per-step consistency is refused at construction, not at the first call
+    with pytest.raises(UserError, match="dc_every"):
+        DiffusionPosteriorModel(prior, device="cpu", dc_weight=0.0)
+    assert DiffusionPosteriorModel(prior, device="cpu", dc_weight=0.0, dc_every=0).options["dc_every"] is None
 
 
 def test_dc_every_reaches_recon_and_compare_settings():
@@ -144,3 +148,19 @@ def test_dc_every_reaches_recon_and_compare_settings():
                            generator=torch.Generator().manual_seed(0), progress=False,
                            **{k_: SAMPLER_DEFAULTS["dps"][k_] for k_ in ("churn", "init", "sigma_start")}).abs().numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_recon_refuses_a_zero_weight_with_per_step_consistency(tmp_path, capsys):
+    """``recon --method dps --dc-weight 0`` with the default ``--dc-every 5``: one line, exit 2,
+    nothing written; with ``--dc-every 0`` the same weight passes this check."""
+    from fastmri_diffmask.cli.main import main
+
+    out = tmp_path / "out"
+    base = ["recon", "--data", str(tmp_path / "none"), "--method", "dps", "--mask-type", "equispaced_fraction",
+            "--acceleration", "4", "--out", str(out)]
+    for extra in (["--dc-weight", "0"], ["--dc-every", "-1"]):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--dc-" in err[0] and not out.exists()
+    assert main(base + ["--dc-weight", "0", "--dc-every", "0"]) == 2  # fails later: the data folder is missing
+    assert "dc_weight" not in capsys.readouterr().err

@@ -123,16 +123,15 @@ def run(args) -> int:
         raise UserError(f"--churn must be >= 0, got {args.churn}")
     if args.dc_every is not None and (args.dc_every < 0 or args.method != "dps"):
         raise UserError(f"--dc-every is a DPS option and must be >= 0 (0: off), got {args.dc_every} with --method {args.method}")
-    if args.dc_weight is not None and not (args.dc_weight > 0 or (args.dc_weight == 0 and args.method == "dps"
-                                                                  and args.dc_every == 0)):
-        raise UserError(f"--dc-weight must be > 0 (0 turns off DPS's final step, with --dc-every 0), got {args.dc_weight}")
+    if args.dc_weight is not None and not (args.dc_weight > 0 or (args.dc_weight == 0 and args.method == "dps")):
+        raise UserError(f"--dc-weight must be > 0 (DPS: 0 = no data-consistency step, with --dc-every 0), got {args.dc_weight}")
     warm = {"--init": args.dds_init, "--sigma-start": args.sigma_start}
     if args.method not in DIFFUSION_METHODS and any(v is not None for v in warm.values()):
         raise UserError(f"{', '.join(k for k, v in warm.items() if v is not None)}: DPS / DDS options; "
                         "use --method dps or dds")
     if args.method != "dds" and args.dds_eta is not None:
         raise UserError("--dds-eta: a DDS option; use --method dds")
-    from ..sample.defaults import resolve_sampler_options
+    from ..sample.defaults import check_dps_consistency, resolve_sampler_options
     from ..sample.warm_start import check_eta, check_warm_start
 
     sampler = {}
@@ -143,6 +142,11 @@ def run(args) -> int:
             check_warm_start(sampler["init"], sampler["sigma_start"])
     except UserError as e:
         raise UserError(f"--init / --sigma-start / --dds-eta: {e}") from None
+    if args.method == "dps":
+        try:
+            check_dps_consistency(resolve_sampler_options("dps", dc_weight=args.dc_weight, dc_every=args.dc_every))
+        except UserError as e:
+            raise UserError(f"--dc-weight / --dc-every: {e}") from None
     if args.method in ("bart-l1",) or args.sens_maps == "espirit-bart" or sampler.get("init") == "l1":
         from ..io.bart import require_bart
 

@@ -139,8 +139,7 @@ def _method_spec(m, where: str) -> MethodSpec:
         except UserError as e:
             raise UserError(f"{where}: method {name!r}: {e}") from None
     for key, value in options.items():  # every other option is a positive number (churn may be 0)
-        zero_ok = key in ("churn", "dc_every") or (key == "dc_weight" and name == "dps"  # 0: DPS's final step off
-                                                   and options.get("dc_every") == 0)
+        zero_ok = key in ("churn", "dc_every") or (key == "dc_weight" and name == "dps")  # DPS: 0 = no DC step
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if zero_ok else value > 0)
         if key in ("steps", "batch", "max_iter", "cg_iters", "dc_every"):
             ok = ok and float(value).is_integer()
@@ -148,6 +147,14 @@ def _method_spec(m, where: str) -> MethodSpec:
             what = ("a number >= 0" if key == "churn" else "an integer >= 0 (0: off)" if key == "dc_every"
                     else "a positive integer" if key in ("steps", "batch", "max_iter", "cg_iters") else "a positive number")
             raise UserError(f"{where}: method {name!r} option {key} must be {what}, got {value!r}")
+    if name == "dps":
+        from ..sample.defaults import check_dps_consistency, resolve_sampler_options
+
+        try:
+            check_dps_consistency(resolve_sampler_options("dps", dc_weight=options.get("dc_weight"),
+                                                          dc_every=options.get("dc_every")))
+        except UserError as e:
+            raise UserError(f"{where}: method {name!r}: {e}") from None
     return MethodSpec(name=name, options={**options, **warm})
 
 

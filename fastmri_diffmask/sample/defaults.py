@@ -41,6 +41,8 @@ acceleration) have their defaults where they are used.
 
 from __future__ import annotations
 
+from ..errors import UserError
+
 #: The library defaults of :func:`~fastmri_diffmask.sample.dds.dds_reconstruct`: DDS from noise as tuned on
 #: the validation split in session 4 (``benchmarks/tune_dds.py``); the entry points use SAMPLER_DEFAULTS.
 DDS_DEFAULTS = {"steps": 50, "dc_weight": 0.01, "cg_iters": 5, "churn": 20.0}
@@ -73,3 +75,13 @@ def resolve_sampler_options(method: str, **given) -> dict:
     if out.get("dc_every") == 0:
         out["dc_every"] = None
     return out
+
+
+def check_dps_consistency(options: dict) -> None:
+    """Resolved DPS options (:func:`resolve_sampler_options`): data consistency during sampling
+    (``dc_every``) needs a weight ``dc_weight > 0``; a one-line :class:`UserError` otherwise.
+    ``dc_weight`` 0 (no data-consistency step at all, the paper's plain DPS) needs ``dc_every`` 0."""
+    weight = options.get("dc_weight")
+    if options.get("dc_every") and not (weight is not None and weight > 0):
+        raise UserError(f"dc_weight must be > 0 while dc_every is on (default {SAMPLER_DEFAULTS['dps']['dc_every']}), "
+                        f"got {weight!r}; set dc_every to 0 for DPS with one final step (dc_weight 0: none)")

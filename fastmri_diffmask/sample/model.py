@@ -16,7 +16,7 @@ from ..errors import UserError
 from ..prior.base import Denoiser
 from ..utils import resolve_device
 from .dds import dds_reconstruct
-from .defaults import resolve_sampler_options
+from .defaults import check_dps_consistency, resolve_sampler_options
 from .dps import consistency_steps, dps_reconstruct
 from .warm_start import check_eta, check_warm_start
 
@@ -87,8 +87,8 @@ class DiffusionPosteriorModel(nn.Module):
             given["dc_every"] = dc_every
         self.options = resolve_sampler_options(sampler, **given)
         check_warm_start(self.options["init"], self.options["sigma_start"])
-        if sampler == "dps" and self.options["dc_every"] and not self.options["dc_weight"] > 0:
-            raise UserError("dc_weight must be > 0 while dc_every is on (default 5); set dc_every=0 for plain DPS")
+        if sampler == "dps":
+            check_dps_consistency(self.options)
         if isinstance(prior, str):
             from ..prior.weights import load_prior
 
