@@ -156,6 +156,8 @@ def main():
     p.add_argument("--note", default="", help="what else ran on the machine (stored in the JSON)")
     p.add_argument("--out-dir", default="benchmarks")
     a = p.parse_args()
+    if a.warm_dps_dc_every < 0:
+        p.error(f"--warm-dps-dc-every must be >= 0 (0: final step only), got {a.warm_dps_dc_every}")
     for spec in a.fast:
         parse_fast(spec)  # a bad spec fails before any work
     torch.set_num_threads(a.threads)
