@@ -39,6 +39,7 @@ def main():
     p.add_argument("--reference", action="store_true", help="add DDS at its defaults (50 steps from noise)")
     p.add_argument("--bart", action="store_true", help="add BART pics -l1 (validated lamda)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--precision", default="float32", help="the denoiser backbone's precision: float32 | bfloat16")
     p.add_argument("--note", default="", help="what else ran on the machine (stored in every row)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -49,6 +50,7 @@ def main():
     data, cases = load_cases(a.data, a.split, a.num_slices, a.accelerations, a.masks)
     k, target = data.kspace.numpy(), data.target.numpy()
     prior = load_prior(a.prior, device="cpu")
+    prior.precision = a.precision
     with torch.no_grad():  # warm-up
         prior(torch.zeros(len(k), 2, *k.shape[-2:]), torch.ones(len(k)))
     settings = [dict(init=i, sigma_start=s, steps=n, eta=e, cg_iters=c, churn=ch, dc_weight=a.dc_weight)
@@ -75,7 +77,8 @@ def main():
                 print(json.dumps(rows[-1]), flush=True)
             for row in rows:
                 row.update(seconds_per_slice=round(row["seconds_per_slice"], 3), prior=prior.sha256[:12], slices=len(k),
-                           split=a.split, threads=a.threads, note=a.note)
+                           split=a.split, threads=a.threads, note=a.note,
+                           precision=a.precision)
                 log.write(json.dumps(row) + "\n")
             log.flush()
 

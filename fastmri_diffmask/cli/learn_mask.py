@@ -127,6 +127,9 @@ def register(sub) -> None:
                    help="starting logits: uniform (paper) or the variable density (1 - r)^--init-power")
     o.add_argument("--init-power", type=float, default=_D.init_power)
     o.add_argument("--checkpoint-every", type=int, default=_D.checkpoint_every)
+    o.add_argument("--precision", choices=["float32", "bfloat16"], default=_D.precision,
+                   help="the prior network's arithmetic in the objectives and judges (default float32; bfloat16 about "
+                        "2x faster on CPUs with bfloat16 units)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_argument(p)
     p.set_defaults(func=run)

@@ -175,7 +175,7 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
     if any(c.method.name in DIFFUSION_METHODS for c in todo):
         from ..prior.weights import load_prior
 
-        prior = load_prior(cfg.prior, device=device)
+        prior = load_prior(cfg.prior, device=device, precision=cfg.precision)
     maps_cache: dict = {}
     bar = tqdm(total=len(todo), desc="compare", unit="cell", disable=not progress)
     if len(todo) < len(cells):
@@ -234,6 +234,8 @@ def cell_settings(cfg: StudyConfig, cell: Cell, prior_sha: str | None) -> dict:
         method = {**s.sampler_options(), "zeta": s.zeta, "prior_sha256": prior_sha}
     elif name == "dds":
         method = {**s.sampler_options(), "cg_iters": s.cg_iters, "prior_sha256": prior_sha}
+    if name in ("dps", "dds") and cfg.precision != "float32":  # float32 cells keep the settings they always had
+        method["precision"] = cfg.precision
     return {"method": name, **method, "mask": dataclasses.asdict(cell.mask), "sens_maps": cfg.sens_maps,
             "seed": cfg.seed}
 

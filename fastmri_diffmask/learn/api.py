@@ -93,7 +93,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     opts, out, acceleration = LearnMaskOptions.from_flags(options), Path(out), float(acceleration)
     check_inputs(opts, out, acceleration, kind)
     device = resolve_device(device)
-    prior_module = load_prior(prior, device=device)
+    prior_module = load_prior(prior, device=device, precision=opts.precision)
     init_logits = None
     if opts.init_from:
         src = load_mask_file(opts.init_from)
@@ -173,7 +173,8 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
             order = _swap_moves(order, refined["moves"])
     meta = {
         "prior": {"id": getattr(prior_module, "prior_id", "denoiser"), "sha256": getattr(prior_module, "sha256", None),
-                  "source": getattr(prior_module, "source", str(prior))},
+                  "source": getattr(prior_module, "source", str(prior)),
+                  **({"precision": opts.precision} if opts.precision != "float32" else {})},
         "data": _data_id(data, train), "num_train": int(train.kspace.shape[0]),
         "num_val": int(val.kspace.shape[0]), "seed": opts.seed, "objective": cfg.to_dict(),
         "optimizer": opts.optimizer,

@@ -192,6 +192,10 @@ class LearnMaskOptions:
         Power of the ``vd`` starting density.
     checkpoint_every : int
         Steps between checkpoints.
+    precision : "float32" | "bfloat16"
+        The prior network's arithmetic (:func:`~fastmri_diffmask.prior.weights.set_precision`) in
+        every objective, export judge and refinement judge; bfloat16 is about 2x faster on CPUs
+        with bfloat16 units. Recorded in the mask file's ``prior`` entry when not float32.
     quiet : bool
         No progress bar.
     """
@@ -260,6 +264,7 @@ class LearnMaskOptions:
     init_density: str = "vd"       # the learned density from a uniform start loses to vd at R = 4 (BENCHMARKS.md)
     init_power: float = 2.0
     checkpoint_every: int = _LOOP.checkpoint_every
+    precision: str = "float32"     # the prior network's arithmetic in every objective and judge
     quiet: bool = False
 
     def objective_config(self) -> ObjectiveConfig:
@@ -331,6 +336,8 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
         raise UserError(f"kind must be line or point, got {kind!r}")
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; give a mask file path such as {out / 'mask.safetensors'}")
+    if opts.precision not in ("float32", "bfloat16"):
+        raise UserError(f"--precision must be float32 or bfloat16, got {opts.precision!r}")
     if opts.steps < 0:
         raise UserError(f"--steps must be >= 0 (0: no learning, export the starting density), got {opts.steps}")
     for name in ("batch", "export_draws", "checkpoint_every", "unroll_steps", "dps_steps", "dds_steps", "recon_steps",

@@ -8,6 +8,11 @@ Diffusion-Based Generative Models", NeurIPS 2022, Table 1 and Sec. 5).
 also adapts the input's size to it: a backbone that needs ``H, W`` divisible by its
 ``size_multiple`` (a UNet) gets ``c_in x`` reflect-padded up to that multiple and its output
 cropped back (:mod:`fastmri_diffmask.prior.padding`), so the denoiser takes any matrix size.
+
+Like EDM's ``use_fp16``, the wrapper can run the backbone alone in reduced precision
+(:data:`PRECISIONS`: ``"bfloat16"`` autocast, the CPU's AMX / AVX-512-BF16 units) while the
+preconditioning, the input and the output stay float32; the samplers and objectives see a float32
+denoiser either way, and gradients flow through autocast.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from .base import Denoiser, as_sigma
 from .padding import crop_padding, pad_to_multiple, size_multiple
 
 P_MEAN, P_STD, SIGMA_DATA = -1.2, 1.2, 0.5
+
+#: Backbone precisions: float32 (the default, reproducible everywhere) or bfloat16 autocast.
+PRECISIONS = ("float32", "bfloat16")
 
 
 def edm_coefficients(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA):
@@ -38,16 +46,33 @@ class EDMPrecond(Denoiser):
 
     prior_id = "edm-unet"
 
-    def __init__(self, backbone: nn.Module, sigma_data: float = SIGMA_DATA):
+    def __init__(self, backbone: nn.Module, sigma_data: float = SIGMA_DATA, precision: str = "float32"):
         super().__init__()
         self.backbone = backbone
         self.sigma_data = sigma_data
+        self.precision = precision
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {value!r}")
+        self._precision = value
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         sigma = as_sigma(sigma, x)
         c_skip, c_out, c_in, c_noise = (c.view(-1, 1, 1, 1) for c in edm_coefficients(sigma, self.sigma_data))
         inp, pad = pad_to_multiple(c_in * x, size_multiple(self.backbone))
-        return c_skip * x + c_out * crop_padding(self.backbone(inp, c_noise.flatten()), pad)
+        if self.precision == "float32":
+            out = self.backbone(inp, c_noise.flatten())
+        else:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                out = self.backbone(inp, c_noise.flatten())
+            out = out.to(x.dtype)
+        return c_skip * x + c_out * crop_padding(out, pad)
 
 
 def sample_sigma(n: int, generator: torch.Generator | None = None, p_mean: float = P_MEAN,

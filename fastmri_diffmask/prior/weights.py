@@ -98,15 +98,53 @@ def prior_path(name_or_path: str | Path) -> Path:
     return path
 
 
-def load_prior(name_or_path: str | Path = "default", device="auto") -> Denoiser:
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`~fastmri_diffmask.prior.edm.PRECISIONS`, else a one-line
+    :class:`UserError` (checked before any data are read)."""
+    from .edm import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def set_precision(prior: Denoiser, precision: str) -> Denoiser:
+    """Set a loaded prior's backbone precision (:class:`~fastmri_diffmask.prior.edm.EDMPrecond`).
+
+    ``"bfloat16"`` needs a network prior (an analytic prior such as the Gaussian has no backbone:
+    :class:`UserError`) and warns on a CPU without bfloat16 units (AMX or AVX-512-BF16), where it
+    runs but is slower than float32.
+    """
+    check_precision(precision)
+    if not hasattr(prior, "precision"):
+        if precision != "float32":
+            raise UserError(f"precision {precision} applies to network priors; this prior "
+                            f"({getattr(prior, 'prior_id', type(prior).__name__)}) has no backbone: use float32")
+        return prior
+    if precision == "bfloat16" and next(prior.parameters()).device.type == "cpu" and not (
+            torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()):
+        import warnings
+
+        warnings.warn("this CPU has no bfloat16 units (AMX / AVX-512-BF16): precision bfloat16 runs, but more slowly "
+                      "than float32", stacklevel=2)
+    prior.precision = precision
+    return prior
+
+
+def load_prior(name_or_path: str | Path = "default", device="auto", precision: str = "float32") -> Denoiser:
     """Load a prior: a shipped one by name (``"default"``, or an earlier default in
     :data:`SHIPPED`), or a path to a ``.safetensors`` / ``.pt`` file.
+
+    ``precision`` is the network's arithmetic (:func:`set_precision`): ``"float32"`` (default) or
+    ``"bfloat16"`` (about 2x faster on CPUs with bfloat16 units, reconstructions within 0.003 dB:
+    BENCHMARKS.md, "bfloat16 denoiser").
 
     The returned module is in eval mode with gradients disabled for its parameters, and carries
     ``.config`` and ``.sha256`` (recorded in mask files). Convolutional priors are laid out
     ``channels_last``: the same numbers up to float rounding, 1.16x faster for DPS on CPU
     (``benchmarks/bench_layout.py``, BENCHMARKS.md P3).
     """
+    check_precision(precision)
     path = prior_path(name_or_path)
     config, state = _read(path)
     prior = build_prior(config)
@@ -130,4 +168,4 @@ def load_prior(name_or_path: str | Path = "default", device="auto") -> Denoiser:
     prior.config = config
     prior.sha256 = file_sha256(path)
     prior.source = str(name_or_path) if str(name_or_path) in SHIPPED else str(path)
-    return prior.to(resolve_device(device), memory_format=torch.channels_last)
+    return set_precision(prior.to(resolve_device(device), memory_format=torch.channels_last), precision)
