@@ -11,8 +11,9 @@ centre, ``--threads`` torch threads (BART gets ``OMP_NUM_THREADS``), DDS/DPS in 
 
 DPS is slow, so it runs on the first ``--dps-slices`` slices only; every row also carries its
 mean PSNR on that subset (``psnr_dps_subset``) so DPS compares pairwise. Fast DDS settings are
-``init:sigma_start:steps:eta:cg_iters`` (``eta`` ``none`` = the deterministic step; churn 0 unless
-``eta`` is ``none``, then DDS's churn 20). Writes ``frontier_R{R}.json`` per acceleration and
+``init:sigma_start:steps:eta:cg_iters[:precision]`` (``eta`` ``none`` = the deterministic step; churn 0
+unless ``eta`` is ``none``, then DDS's churn 20; ``precision`` float32 (default) or bfloat16, the
+network's arithmetic, ``recon --precision``). Writes ``frontier_R{R}.json`` per acceleration and
 ``frontier.png`` (PSNR vs s/slice, log x) into ``--out-dir``. About 10 min on 1 idle core with the
 defaults; subset with ``--methods``, ``--dps-steps``, ``--dds-steps``, ``--fast``, ``--num-slices``.
 """
@@ -37,14 +38,15 @@ WARM_DPS = {"churn": 40.0, "dc_weight": 0.03, "init": "sense", "sigma_start": 0.
 
 
 def parse_fast(spec: str) -> dict:
-    """``init:sigma_start:steps:eta:cg_iters`` -> ReconSettings keywords for DDS."""
+    """``init:sigma_start:steps:eta:cg_iters[:precision]`` -> ReconSettings keywords for DDS (+ precision)."""
     parts = spec.split(":")
-    if len(parts) != 5:
-        raise SystemExit(f"--fast {spec!r}: want init:sigma_start:steps:eta:cg_iters, e.g. zero-filled:1:8:1:5")
-    init, sigma, steps, eta, cg = parts
+    if len(parts) not in (5, 6) or (len(parts) == 6 and parts[5] not in ("float32", "bfloat16")):
+        raise SystemExit(f"--fast {spec!r}: want init:sigma_start:steps:eta:cg_iters[:float32|bfloat16], "
+                         "e.g. zero-filled:1:8:1:5 or sense:0.5:10:1:5:bfloat16")
+    init, sigma, steps, eta, cg = parts[:5]
     eta_v = 0.0 if eta.lower() == "none" else float(eta)  # 0: the deterministic step
     return {"init": init, "sigma_start": float(sigma), "steps": int(steps), "eta": eta_v, "cg_iters": int(cg),
-            "churn": 20.0 if eta_v == 0 else 0.0}
+            "churn": 20.0 if eta_v == 0 else 0.0, "precision": parts[5] if len(parts) == 6 else "float32"}
 
 
 def plan(a) -> list[tuple[str, str, dict, int]]:
@@ -80,7 +82,9 @@ def run_case(a, r: float, prior, data) -> dict:
     sub = min(len(k), a.dps_slices)
     rows = []
     for label, method, kw, n in plan(a):
-        s = ReconSettings(method=method, batch=a.batch, prior=prior, device="cpu", seed=0, **kw)
+        prior.precision = kw.get("precision", "float32")
+        s = ReconSettings(method=method, batch=a.batch, prior=prior, device="cpu", seed=0,
+                          **{k_: v for k_, v in kw.items() if k_ != "precision"})
         t0 = time.perf_counter()
         rec = reconstruct_slices(k[:n], m.mask, maps[:n], m.acceleration, s)
         sec = (time.perf_counter() - t0) / n
@@ -106,20 +110,23 @@ def plot(results: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.8), squeeze=False)
     styles = {"dps": ("o-", "DPS from noise (churn 40, DC 0.03)"), "warm": ("D-", "warm DPS (SENSE, sigma 0.5)"), "dds": ("^-", "DDS from noise"), "fast": ("*", "fast warm-started DDS"),
+              "fast16": ("P", "fast DDS, bfloat16 network"),
               "bart-l1": ("s", "BART pics -l1"), "zero-filled": ("x", "zero-filled")}
     for ax, (r, res) in zip(axes[0], sorted(results.items())):
         rows = res["rows"]
         groups = {"dps": [x for x in rows if x["method"] == "dps" and x.get("init") == "noise"],
                   "warm": [x for x in rows if x["method"] == "dps" and x.get("init") == "sense"],
                   "dds": [x for x in rows if x["method"] == "dds" and x.get("init", "noise") == "noise"],
-                  "fast": [x for x in rows if x["method"] == "dds" and x.get("init", "noise") != "noise"],
+                  "fast": [x for x in rows if x["method"] == "dds" and x.get("init", "noise") != "noise"
+                           and x.get("precision", "float32") == "float32"],
+                  "fast16": [x for x in rows if x["method"] == "dds" and x.get("precision") == "bfloat16"],
                   "bart-l1": [x for x in rows if x["method"] == "bart-l1"],
                   "zero-filled": [x for x in rows if x["method"] == "zero-filled"]}
         for key, d in groups.items():
             if not d:
                 continue
             marker, name = styles[key]
-            ax.plot([x["seconds_per_slice"] for x in d], [x["psnr"] for x in d], marker, label=name, ms=8 if key == "fast" else 6)
+            ax.plot([x["seconds_per_slice"] for x in d], [x["psnr"] for x in d], marker, label=name, ms=8 if key.startswith("fast") else 6)
             for x in d:
                 if "steps" in x:
                     ax.annotate(str(x["steps"]), (x["seconds_per_slice"], x["psnr"]), fontsize=7,
@@ -150,7 +157,7 @@ def main():
                    help="warm DPS: data consistency every this many steps (0: final step only, session 8; 5: the default since session 9)")
     p.add_argument("--dps-steps", type=int, nargs="*", default=[25, 50, 100])
     p.add_argument("--dds-steps", type=int, nargs="*", default=[10, 25, 50])
-    p.add_argument("--fast", nargs="*", default=FAST_DEFAULT, help="init:sigma_start:steps:eta:cg_iters")
+    p.add_argument("--fast", nargs="*", default=FAST_DEFAULT, help="init:sigma_start:steps:eta:cg_iters[:precision]")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--note", default="", help="what else ran on the machine (stored in the JSON)")
