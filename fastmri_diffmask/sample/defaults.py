@@ -35,6 +35,11 @@ dB on the same slices (session 9). The earlier defaults stay one flag set away: 
 churn: 20, eta: 0``. An explicit ``init: noise`` alone starts at
 ``sigma_max`` (:func:`resolve_sampler_options`).
 
+The network runs in float32 unless a caller asks for ``precision="bfloat16"``
+(:func:`~fastmri_diffmask.prior.weights.set_precision`; ``recon --precision``): about 2x faster on
+CPUs with bfloat16 units at the same quality, but not the default, so that results reproduce to
+the bit on every machine.
+
 ``cg_iters`` (DDS, 5) and ``zeta`` (DPS, :func:`~fastmri_diffmask.sample.dps.default_zeta` of the
 acceleration) have their defaults where they are used.
 """
