@@ -97,3 +97,42 @@ def test_bad_input_is_one_clear_error():
         refine_point_density(score, mask, torch.ones(N, N + 1), progress=False)
     with pytest.raises(UserError, match="rings"):
         ring_index(mask, 10_000)
+
+
+def test_angular_harmonics_and_anisotropic_reweighting_keep_the_budget():
+    from fastmri_diffmask.learn.refine_density import angular_harmonics
+
+    h = angular_harmonics((N, N))
+    c = N // 2
+    assert h[0, 0, c] == pytest.approx(1) and h[0, c, 0] == pytest.approx(-1) and h[1, 0, 0] == pytest.approx(1)
+    assert (h[:, c, c] == 0).all() and np.allclose(h[0] ** 2 + h[1] ** 2, np.where(centre_distance((N, N)) > 0, 1, 0))
+    mask = _mask()
+    ring = ring_index(mask, 4)
+    p = reweighted(mask, mask.flattened(1.0), ring, np.array([0, 0, 0, 0, 1.5, -0.5]), h)
+    assert float(p[mask.free].sum()) == pytest.approx(mask.budget - mask.num_fixed, rel=1e-6)
+    assert bool((p[mask.fixed] == 1).all()) and bool((p[mask.excluded] == 0).all())
+    free = mask.free.numpy()
+    on_ky = free & (np.abs(h[0]) > 0.9) & (h[0] > 0)
+    on_kz = free & (np.abs(h[0]) > 0.9) & (h[0] < 0)
+    assert p.numpy()[on_ky].mean() > p.numpy()[on_kz].mean()  # a > 0 moves density onto the ky axis
+
+
+def test_anisotropic_refinement_follows_an_anisotropic_prior():
+    # k-space variance falls slowly along ky (axis 0) and fast along kz: from an isotropic
+    # density the refinement should keep a cos(2 theta) reweighting that favours the ky axis.
+    ky, kz = np.meshgrid(*[np.abs(np.arange(N) - N // 2) / (N / 2)] * 2, indexing="ij")
+    var = torch.from_numpy(1e-2 * np.exp(-1.5 * ky - 12 * kz)).float()
+    prior = GaussianPrior(torch.zeros(N, N, dtype=torch.complex64), var)
+    images = prior.sample(4, torch.Generator().manual_seed(3))
+    maps = torch.ones(4, 1, N, N, dtype=torch.complex64)
+    train = SliceData(fft2c(maps * images[:, None]), maps, images.abs(), ["x.h5"] * 4, list(range(4)), torch.ones(4))
+    mask = BernoulliMask((N, N), 4, 2, kind="point")
+    density = mask.renormalised(torch.from_numpy((1 - np.minimum(centre_distance((N, N)), 1)) ** 2))
+    # one ring (a radial reweighting of all free entries renormalises to itself): only the angle moves
+    out, hist = refine_point_density(_scorer(prior, train), mask, density, rings=1, factor=2.0, sweeps=3,
+                                     anisotropy=True, progress=False)
+    assert int(out.sum()) == mask.budget and hist["anisotropy"]
+    assert hist["kept"] and hist["end"] > hist["start"] + 1, hist
+    assert hist["log_weights"][1] > 0, hist["log_weights"]  # cos(2 theta) weight: towards the ky axis
+    c = N // 2
+    assert out[:, c].sum() > out[c, :].sum()  # more samples on the ky axis than on the kz axis

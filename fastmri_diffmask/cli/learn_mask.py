@@ -68,6 +68,9 @@ def register(sub) -> None:
                    help="point masks: equal-count rings of the density the refinement reweights (default 8)")
     o.add_argument("--refine-factor", type=float, default=_D.refine_factor,
                    help="point masks: factor (and inverse) a ring's density is tried at (default 1.5)")
+    o.add_argument("--refine-anisotropy", action="store_true",
+                   help="point masks: also reweight the density by angle (cos 2theta, sin 2theta), moving samples "
+                        "between the axes of k-space")
     o.add_argument("--refine-slices", type=int, default=_D.refine_slices, help="training slices the refinement scores")
     o.add_argument("--refine-propose", choices=["gradient", "all"], default=_D.refine_propose,
                    help="reconstruct only the moves the differentiable DDS objective's gradient ranks best "

@@ -153,7 +153,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         density, offset = _chosen_density(mask, history)
         binary, refined = refine_point_density(score, mask, density, offset=offset, rings=opts.refine_rings,
                                                factor=opts.refine_factor, sweeps=opts.refine_sweeps,
-                                               progress=not opts.quiet)
+                                               anisotropy=opts.refine_anisotropy, progress=not opts.quiet)
     elif opts.refine_sweeps:
         import dataclasses
 

@@ -106,7 +106,8 @@ class LearnMaskOptions:
         rises, for up to ``refine_sweeps`` passes (:mod:`~fastmri_diffmask.learn.refine`; 0 = off;
         default 2). Point masks instead reweight
         ``refine_rings`` equal-count rings of the density by ``refine_factor`` (or its inverse)
-        (:mod:`~fastmri_diffmask.learn.refine_density`; moves and proposals do not apply).
+        (:mod:`~fastmri_diffmask.learn.refine_density`; moves and proposals do not apply);
+        ``refine_anisotropy`` adds the two angular reweightings (``cos 2 theta``, ``sin 2 theta``).
     refine_propose : {"gradient", "all"}
         ``gradient``: per line only the ``refine_tries`` moves that the gradient of the
         differentiable DDS objective (``objective="dds"`` with the ``recon_*`` settings) predicts
@@ -228,6 +229,7 @@ class LearnMaskOptions:
     refine_moves: str = "1,2,3"
     refine_rings: int = 8
     refine_factor: float = 1.5
+    refine_anisotropy: bool = False
     refine_slices: int = 4
     refine_propose: str = "gradient"
     refine_tries: int = 3              # the judge (tries, steps, warm start): chosen on val 4-9, session 8
