@@ -36,6 +36,7 @@ def main():
     p.add_argument("--sigma-starts", type=float, nargs="+", default=[0.0],
                    help="first noise levels of the warm start (0 = sigma_max, a start from noise)")
     p.add_argument("--batch", type=int, default=10)
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"], help="the prior network's arithmetic")
     a = p.parse_args()
     from fastmri_diffmask.sample.warm_start import INITS
 
@@ -51,7 +52,7 @@ def main():
 
     data, cases = load_cases(a.data, a.split, a.num_slices, a.accelerations, a.masks)
     k, target = data.kspace.numpy(), data.target.numpy()
-    prior = load_prior(a.prior, device="cpu")
+    prior = load_prior(a.prior, device="cpu", precision=a.precision)
     with open(a.out, "a") as log:
         for r, mt, m, maps in cases:
             mask, y, sm = case_tensors(k, m, maps)
@@ -77,7 +78,8 @@ def main():
                     rec = x if mu == 0 else data_consistency(op, y, x, mu, a.dc_iters)
                     row = {"R": r, "mask": mt, "achieved_R": round(m.acceleration, 3), "zeta": zeta,
                            "churn": churn, "dc_weight": mu, "dc_every": 0, "steps": steps, **warm, "prior": prior.sha256[:12],
-                           **mean_scores(target, rec.abs().numpy()), "dps_seconds_per_slice": round(sec, 2), "slices": len(k), "split": a.split}
+                           **mean_scores(target, rec.abs().numpy()), "dps_seconds_per_slice": round(sec, 2), "slices": len(k), "split": a.split,
+                           **({"precision": a.precision} if a.precision != "float32" else {})}
                     print(json.dumps(row), flush=True)
                     log.write(json.dumps(row) + "\n")
 
@@ -96,7 +98,7 @@ def run_dc_every(a, prior, k, target, r, mt, m, mask, y, sm, zeta, churn, every,
     row = {"R": r, "mask": mt, "achieved_R": round(m.acceleration, 3), "zeta": zeta, "churn": churn,
            "dc_weight": mu, "dc_every": every, "steps": steps, **warm, "prior": prior.sha256[:12],
            **mean_scores(target, rec.abs().numpy()), "dps_seconds_per_slice": round((time.time() - t0) / len(k), 2),
-           "slices": len(k), "split": a.split}
+           "slices": len(k), "split": a.split, **({"precision": a.precision} if a.precision != "float32" else {})}
     print(json.dumps(row), flush=True)
     log.write(json.dumps(row) + "\n")
 
