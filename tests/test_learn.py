@@ -276,7 +276,9 @@ def test_cli_flags_are_the_library_options_with_the_same_defaults():
     # slices 4-9 (BENCHMARKS.md, issue 13, sessions 6 and 9)
     assert (d.steps, d.refine_sweeps) == (0, 2)
     assert (d.refine_propose, d.refine_tries, d.refine_dds_steps, d.refine_slices,
-            d.refine_moves) == ("gradient", 3, 8, 4, "1,2,3")
+            d.refine_moves) == ("gradient", 3, None, 4, "1,2,3")
+    from fastmri_diffmask.learn.options import REFINE_DDS_STEPS
+    assert REFINE_DDS_STEPS == {"line": 15, "point": 8}  # the judge's steps per kind (sessions 10 and 9)
     # the judge's warm start (session 8, val 4-9 with the multi-subject prior)
     assert (d.refine_init, d.refine_sigma_start, d.refine_eta, d.refine_churn) == ("sense", 0.5, 1.0, 0.0)
     # chosen by the validation ablation (BENCHMARKS.md): objective (b), DPS-selected export

@@ -106,5 +106,5 @@ def test_model_compare_and_learn_options_carry_precision(tmp_path):
     with pytest.raises(UserError, match="precision must be float32 or bfloat16"):
         parse_config({**raw, "precision": "fp16"}, base=tmp_path, where="cfg")
 
-    with pytest.raises(UserError, match="--precision must be float32 or bfloat16"):
+    with pytest.raises(UserError, match="--precision must be auto, float32 or bfloat16"):
         check_inputs(LearnMaskOptions(precision="half"), tmp_path / "m.safetensors", 4.0, "line")

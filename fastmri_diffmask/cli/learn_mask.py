@@ -76,7 +76,7 @@ def register(sub) -> None:
                    help="reconstruct only the moves the differentiable DDS objective's gradient ranks best "
                         "(gradient, default) or every move (all)")
     o.add_argument("--refine-dds-steps", type=int, default=_D.refine_dds_steps,
-                   help="DDS steps of the refinement's reconstructions (default 8)")
+                   help="DDS steps of the refinement's reconstructions (default 15 for line masks, 8 for point masks)")
     o.add_argument("--refine-init", choices=["noise", "zero-filled", "sense"], default=_D.refine_init,
                    help="warm start of the refinement's DDS reconstructions (default sense, from --refine-sigma-start; "
                         "noise with --refine-sigma-start 80: from sigma_max)")
@@ -130,9 +130,9 @@ def register(sub) -> None:
                    help="starting logits: uniform (paper) or the variable density (1 - r)^--init-power")
     o.add_argument("--init-power", type=float, default=_D.init_power)
     o.add_argument("--checkpoint-every", type=int, default=_D.checkpoint_every)
-    o.add_argument("--precision", choices=["float32", "bfloat16"], default=_D.precision,
-                   help="the prior network's arithmetic in the objectives and judges (default float32; bfloat16 about "
-                        "2x faster on CPUs with bfloat16 units)")
+    o.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=_D.precision,
+                   help="the prior network's arithmetic in the objectives and judges (default auto: bfloat16 on CPUs "
+                        "with bfloat16 units, about 2x faster, float32 elsewhere)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_argument(p)
     p.set_defaults(func=run)

@@ -25,7 +25,7 @@ import torch
 
 from ..errors import UserError
 from .loop import LearnConfig, default_num_low_frequencies, export_mask, learn_mask, learn_nested
-from .options import (KINDS, OPTIMIZERS, OPTION_NAMES, LearnMaskOptions, check_inputs,  # noqa: F401
+from .options import (KINDS, OPTIMIZERS, OPTION_NAMES, REFINE_DDS_STEPS, LearnMaskOptions, check_inputs,  # noqa: F401
                       parse_flatten)
 
 
@@ -87,13 +87,15 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     from ..dataset import load_slices
     from ..masks.file import load_mask_file, save_mask_file
     from ..masks.plot import plot_mask
-    from ..prior.weights import load_prior
+    from ..prior.weights import load_prior, resolve_precision, set_precision
     from ..utils import resolve_device
 
     opts, out, acceleration = LearnMaskOptions.from_flags(options), Path(out), float(acceleration)
     check_inputs(opts, out, acceleration, kind)
     device = resolve_device(device)
-    prior_module = load_prior(prior, device=device, precision=opts.precision)
+    prior_module = load_prior(prior, device=device)
+    precision = resolve_precision(opts.precision, prior_module)
+    set_precision(prior_module, precision)
     init_logits = None
     if opts.init_from:
         src = load_mask_file(opts.init_from)
@@ -147,7 +149,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         from .refine_density import refine_point_density
 
         score = TrainingScorer(prior_module, train, "point", mask.shape, opts.refine_slices,
-                               opts.refine_dds_steps or opts.dds_steps, opts.seed, device=torch.device(device),
+                               opts.refine_dds_steps or REFINE_DDS_STEPS[kind], opts.seed, device=torch.device(device),
                                init=opts.refine_init, sigma_start=opts.refine_sigma_start, eta=opts.refine_eta,
                                churn=opts.refine_churn)
         density, offset = _chosen_density(mask, history)
@@ -165,7 +167,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
             gradient = lambda m: loss_gradient(prior_module, train, m, dds_obj, seed=opts.seed, device=device)  # noqa: E731
         binary, refined = refine_line_mask(prior_module, train, binary, mask.fixed, ~mask.excluded,
                                            moves=opts.refine_moves, sweeps=opts.refine_sweeps,
-                                           num_slices=opts.refine_slices, dds_steps=opts.refine_dds_steps or opts.dds_steps,
+                                           num_slices=opts.refine_slices, dds_steps=opts.refine_dds_steps or REFINE_DDS_STEPS[kind],
                                            seed=opts.seed, gradient=gradient, tries=opts.refine_tries, progress=not opts.quiet,
                                            device=device, init=opts.refine_init, sigma_start=opts.refine_sigma_start,
                                            eta=opts.refine_eta, churn=opts.refine_churn)
@@ -174,7 +176,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     meta = {
         "prior": {"id": getattr(prior_module, "prior_id", "denoiser"), "sha256": getattr(prior_module, "sha256", None),
                   "source": getattr(prior_module, "source", str(prior)),
-                  **({"precision": opts.precision} if opts.precision != "float32" else {})},
+                  **({"precision": precision} if precision != "float32" else {})},
         "data": _data_id(data, train), "num_train": int(train.kspace.shape[0]),
         "num_val": int(val.kspace.shape[0]), "seed": opts.seed, "objective": cfg.to_dict(),
         "optimizer": opts.optimizer,

@@ -21,6 +21,10 @@ KINDS = ("line", "point")
 OPTIMIZERS = ("adam", "greedy", "greedy-search")
 
 
+#: The refinement judge's DDS steps per mask kind where ``refine_dds_steps`` is None (chosen on val 4-9).
+REFINE_DDS_STEPS = {"line": 15, "point": 8}
+
+
 @dataclasses.dataclass(frozen=True)
 class LearnMaskOptions:
     """Settings of one mask-learning run, besides data, prior, kind, acceleration, output and device.
@@ -49,10 +53,12 @@ class LearnMaskOptions:
     objective +0.36 dB; the greedy learners put their lines next to the centre (-0.5 dB). What
     learns is the refinement after the export (:mod:`~fastmri_diffmask.learn.refine`): per free
     line the gradient of the differentiable DDS objective proposes the ``refine_tries`` (3) best
-    moves by 1-3 columns, a warm-started 8-step DDS (SENSE start at sigma 0.5, eta 1, churn 0)
-    on 4 *training* slices decides, 2 sweeps. With the multi-subject prior (val 4-9, DDS-50) this
-    judge scores +0.43 / +0.72 dB over the start at R = 8 / 4 (session 8). So the default ``steps``
-    is 0 (``--steps N`` runs the Adam learner first). Point masks: :mod:`~fastmri_diffmask.learn.refine_density`.
+    moves by 1-3 columns, a warm-started 15-step DDS (SENSE start at sigma 0.5, eta 1, churn 0)
+    on 4 *training* slices decides, 2 sweeps. On val 4-9 this judge scores over the start, under
+    ``recon``'s DPS default / BART / DDS-50, +0.72 / +0.61 / +0.78 dB at R = 8 and +0.81 / +0.47 /
+    +0.73 at R = 4 (session 10; the 8-step judge of session 8: +0.32 / +1.07 / +0.42 and +0.80 /
+    +0.38 / +0.72), the larger worst case over the two reconstructions issue 13 judges by. So the
+    default ``steps`` is 0 (``--steps N`` runs the Adam learner first). Point masks: :mod:`~fastmri_diffmask.learn.refine_density`.
 
     Attributes
     ----------
@@ -115,9 +121,9 @@ class LearnMaskOptions:
     refine_tries : int
         Moves reconstructed per line with ``refine_propose="gradient"``.
     refine_dds_steps : int or None
-        DDS steps of the refinement's reconstructions (default 8; None: ``dds_steps``, the export
-        judge's). 15 steps (session 9) gain +0.36 dB under DDS-50 on val 4-9 at R = 8 but lose
-        0.46 dB under BART, and tie at R = 4: not the default (BENCHMARKS.md).
+        DDS steps of the refinement's reconstructions; ``None`` (default): :data:`REFINE_DDS_STEPS`
+        of the mask kind, 15 for line masks (session 10, above) and 8 for point masks (session 9;
+        chosen on validation, BENCHMARKS.md).
     refine_init, refine_sigma_start, refine_eta, refine_churn : str, float or None
         Warm start of those reconstructions (:mod:`fastmri_diffmask.sample.warm_start`): ``"sense"``
         (default) or ``"zero-filled"`` from ``refine_sigma_start`` (default 0.5), or ``"noise"``
@@ -193,10 +199,14 @@ class LearnMaskOptions:
         Power of the ``vd`` starting density.
     checkpoint_every : int
         Steps between checkpoints.
-    precision : "float32" | "bfloat16"
+    precision : "auto" | "float32" | "bfloat16"
         The prior network's arithmetic (:func:`~fastmri_diffmask.prior.weights.set_precision`) in
-        every objective, export judge and refinement judge; bfloat16 is about 2x faster on CPUs
-        with bfloat16 units. Recorded in the mask file's ``prior`` entry when not float32.
+        every objective, export judge and refinement judge. ``"auto"`` (default,
+        :func:`~fastmri_diffmask.prior.weights.resolve_precision`): bfloat16 on a CPU with
+        bfloat16 units (AMX / AVX-512-BF16), where it is about 2x faster and gave bit-identical
+        masks to float32 in every comparison made (R = 4 and 8, 8- and 15-step judges:
+        BENCHMARKS.md), float32 elsewhere and for analytic priors. Recorded in the mask file's
+        ``prior`` entry when not float32.
     quiet : bool
         No progress bar.
     """
@@ -233,7 +243,7 @@ class LearnMaskOptions:
     refine_slices: int = 4
     refine_propose: str = "gradient"
     refine_tries: int = 3              # the judge (tries, steps, warm start): chosen on val 4-9, session 8
-    refine_dds_steps: int | None = 8
+    refine_dds_steps: int | None = None  # None: REFINE_DDS_STEPS[kind]
     refine_init: str = "sense"
     refine_sigma_start: float | None = 0.5
     refine_eta: float | None = 1.0
@@ -266,7 +276,7 @@ class LearnMaskOptions:
     init_density: str = "vd"       # the learned density from a uniform start loses to vd at R = 4 (BENCHMARKS.md)
     init_power: float = 2.0
     checkpoint_every: int = _LOOP.checkpoint_every
-    precision: str = "float32"     # the prior network's arithmetic in every objective and judge
+    precision: str = "auto"        # the prior network's arithmetic in every objective and judge
     quiet: bool = False
 
     def objective_config(self) -> ObjectiveConfig:
@@ -338,8 +348,8 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
         raise UserError(f"kind must be line or point, got {kind!r}")
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; give a mask file path such as {out / 'mask.safetensors'}")
-    if opts.precision not in ("float32", "bfloat16"):
-        raise UserError(f"--precision must be float32 or bfloat16, got {opts.precision!r}")
+    if opts.precision not in ("auto", "float32", "bfloat16"):
+        raise UserError(f"--precision must be auto, float32 or bfloat16, got {opts.precision!r}")
     if opts.steps < 0:
         raise UserError(f"--steps must be >= 0 (0: no learning, export the starting density), got {opts.steps}")
     for name in ("batch", "export_draws", "checkpoint_every", "unroll_steps", "dps_steps", "dds_steps", "recon_steps",

@@ -108,6 +108,22 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def has_bfloat16_units(device) -> bool:
+    """Whether ``device`` is a CPU with bfloat16 units (Intel AMX or AVX-512-BF16)."""
+    return torch.device(device).type == "cpu" and bool(
+        torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def resolve_precision(precision: str, prior: Denoiser) -> str:
+    """``"auto"`` -> ``"bfloat16"`` for a network prior on a CPU with bfloat16 units, else
+    ``"float32"``; any other value is checked (:func:`check_precision`) and returned."""
+    if precision != "auto":
+        return check_precision(precision)
+    if not hasattr(prior, "precision"):
+        return "float32"
+    return "bfloat16" if has_bfloat16_units(next(prior.parameters()).device) else "float32"
+
+
 def set_precision(prior: Denoiser, precision: str) -> Denoiser:
     """Set a loaded prior's backbone precision (:class:`~fastmri_diffmask.prior.edm.EDMPrecond`).
 
@@ -121,8 +137,8 @@ def set_precision(prior: Denoiser, precision: str) -> Denoiser:
             raise UserError(f"precision {precision} applies to network priors; this prior "
                             f"({getattr(prior, 'prior_id', type(prior).__name__)}) has no backbone: use float32")
         return prior
-    if precision == "bfloat16" and next(prior.parameters()).device.type == "cpu" and not (
-            torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()):
+    device = next(prior.parameters()).device
+    if precision == "bfloat16" and device.type == "cpu" and not has_bfloat16_units(device):
         import warnings
 
         warnings.warn("this CPU has no bfloat16 units (AMX / AVX-512-BF16): precision bfloat16 runs, but more slowly "
