@@ -39,18 +39,19 @@ def main():
     p.add_argument("--reference", action="store_true", help="add DDS at its defaults (50 steps from noise)")
     p.add_argument("--bart", action="store_true", help="add BART pics -l1 (validated lamda)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--precision", default="float32", help="the denoiser backbone's precision: float32 | bfloat16")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="the denoiser backbone's precision")
     p.add_argument("--note", default="", help="what else ran on the machine (stored in every row)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    from fastmri_diffmask.prior.weights import load_prior
+    from fastmri_diffmask.prior.weights import load_prior, set_precision
     from fastmri_diffmask.recon.run import ReconSettings, reconstruct_slices
     from fastmri_diffmask.sample.dds import DDS_DEFAULTS, dds_reconstruct
 
     data, cases = load_cases(a.data, a.split, a.num_slices, a.accelerations, a.masks)
     k, target = data.kspace.numpy(), data.target.numpy()
     prior = load_prior(a.prior, device="cpu")
-    prior.precision = a.precision
+    set_precision(prior, a.precision)
     with torch.no_grad():  # warm-up
         prior(torch.zeros(len(k), 2, *k.shape[-2:]), torch.ones(len(k)))
     settings = [dict(init=i, sigma_start=s, steps=n, eta=e, cg_iters=c, churn=ch, dc_weight=a.dc_weight)

@@ -15,6 +15,8 @@ import numpy as np
 
 from _val_cases import dds_psnr, line_mask_judging
 
+from fastmri_diffmask.prior.weights import set_precision
+
 
 def recon_psnr(kspace, target, maps, mask, idx, acceleration, method="bart-l1", prior=None) -> float:
     """Mean PSNR of ``recon --method METHOD`` at its defaults (BART ``pics -l1``: the validated
@@ -41,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
     for path in args.masks:
         mf, k, target, maps, prior, _ = line_mask_judging(args.data, path, args.prior)
-        prior.precision = args.precision
+        set_precision(prior, args.precision)
         idx = [i for i in args.slices if i < len(k)]
         if args.recon == "dds":
             value = dds_psnr(prior, k, target, maps, np.asarray(mf.mask, np.float32), idx, args.steps)

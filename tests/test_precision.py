@@ -103,8 +103,20 @@ def test_model_compare_and_learn_options_carry_precision(tmp_path):
     assert settings["dds"]["precision"] == "bfloat16" and "precision" not in settings["bart-l1"]
     plain = parse_config(raw, base=tmp_path, where="cfg")
     assert "precision" not in cell_settings(plain, all_cells(plain)[0], "sha")  # old float32 cells still resume
-    with pytest.raises(UserError, match="precision must be float32 or bfloat16"):
+    with pytest.raises(UserError, match="precision must be one of float32, bfloat16"):
         parse_config({**raw, "precision": "fp16"}, base=tmp_path, where="cfg")
 
-    with pytest.raises(UserError, match="--precision must be auto, float32 or bfloat16"):
+    with pytest.raises(UserError, match="--precision must be one of auto, float32, bfloat16"):
         check_inputs(LearnMaskOptions(precision="half"), tmp_path / "m.safetensors", 4.0, "line")
+
+
+def test_auto_precision_follows_the_hardware_and_the_prior():
+    from fastmri_diffmask.prior.weights import has_bfloat16_units, resolve_precision
+
+    prior = load_prior("default", device="cpu")
+    want = "bfloat16" if has_bfloat16_units("cpu") else "float32"
+    assert resolve_precision("auto", prior) == want
+    assert resolve_precision("auto", GaussianPrior(torch.zeros(4, 4), torch.ones(4, 4))) == "float32"  # no network
+    assert resolve_precision("float32", prior) == "float32" and resolve_precision("bfloat16", prior) == "bfloat16"
+    with pytest.raises(UserError, match="unknown precision"):
+        resolve_precision("half", prior)

@@ -12,6 +12,7 @@ import json
 
 from ..learn.api import OPTIMIZERS, LearnMaskOptions
 from ..learn.config import EXPORTS, SAMPLINGS, SELECTS
+from ..learn.options import LEARN_PRECISIONS
 from ..learn.objective import OBJECTIVES, RECON_INITS
 from .main import add_device_argument
 
@@ -130,7 +131,7 @@ def register(sub) -> None:
                    help="starting logits: uniform (paper) or the variable density (1 - r)^--init-power")
     o.add_argument("--init-power", type=float, default=_D.init_power)
     o.add_argument("--checkpoint-every", type=int, default=_D.checkpoint_every)
-    o.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=_D.precision,
+    o.add_argument("--precision", choices=LEARN_PRECISIONS, default=_D.precision,
                    help="the prior network's arithmetic in the objectives and judges (default auto: bfloat16 on CPUs "
                         "with bfloat16 units, about 2x faster, float32 elsewhere)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")

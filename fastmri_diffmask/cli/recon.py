@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 
 from ..errors import UserError
+from ..prior import PRECISIONS
 from .main import add_device_argument
 
 
@@ -52,7 +53,7 @@ def register(sub) -> None:
     p.add_argument("--dds-eta", type=float, default=None,
                    help="DDS: fresh-noise fraction of each step in [0, 1] (default 1; 0: the deterministic step)")
     p.add_argument("--batch", type=int, default=4, help="DPS / DDS slices per batch")
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+    p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="DPS / DDS: the network's arithmetic (default float32; bfloat16 about 2x faster on CPUs with "
                         "bfloat16 units, same quality: BENCHMARKS.md)")
     p.add_argument("--num-slices", type=int, help="stop after this many slices")

@@ -14,6 +14,7 @@ import yaml
 
 from ..errors import UserError
 from ..learn.api import OPTION_NAMES, LearnMaskOptions
+from ..prior import PRECISIONS
 from ..recon.run import METHODS, SENS_CHOICES
 
 LEARNED = "learned_diffusion"
@@ -46,7 +47,7 @@ class StudyConfig:
     num_low_frequencies: dict[float, int] | int | None = None
     sens_maps: str = "espirit-bart"
     readout_crop: str = "auto"                # auto | off: crop an oversampled readout (io/readout.py)
-    precision: str = "float32"                # float32 | bfloat16: the prior network's arithmetic (dps, dds)
+    precision: str = "float32"                # prior.PRECISIONS: the prior network's arithmetic (dps, dds)
     masks: list[MaskSpec] = dataclasses.field(default_factory=list)
     methods: list[MethodSpec] = dataclasses.field(default_factory=list)
     reference: str | None = None              # mask name the paired differences are taken against
@@ -220,8 +221,8 @@ def parse_config(raw: dict, base: Path = Path("."), where: str = "config") -> St
         raise UserError(f"{where}: sens_maps must be one of {', '.join(SENS_CHOICES)}")
     if cfg.readout_crop not in ("auto", "off"):
         raise UserError(f"{where}: readout_crop must be auto or off, got {cfg.readout_crop!r}")
-    if cfg.precision not in ("float32", "bfloat16"):
-        raise UserError(f"{where}: precision must be float32 or bfloat16, got {cfg.precision!r}")
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"{where}: precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     names = [m.name for m in cfg.masks]
     if len(set(names)) != len(names):
         raise UserError(f"{where}: mask names must be unique, got {names}")

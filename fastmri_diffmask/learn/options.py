@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import UserError
+from ..prior import PRECISIONS
 from .config import EXPORTS, SAMPLINGS, SELECTS, LearnConfig
 from .objective import ObjectiveConfig
 
@@ -20,6 +21,9 @@ KINDS = ("line", "point")
 #: (:mod:`.greedy_search`, the slow reference).
 OPTIMIZERS = ("adam", "greedy", "greedy-search")
 
+
+#: learn-mask's precisions: ``"auto"`` (:func:`~fastmri_diffmask.prior.weights.resolve_precision`) or a fixed one.
+LEARN_PRECISIONS = ("auto",) + PRECISIONS
 
 #: The refinement judge's DDS steps per mask kind where ``refine_dds_steps`` is None (chosen on val 4-9).
 REFINE_DDS_STEPS = {"line": 15, "point": 8}
@@ -348,8 +352,8 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
         raise UserError(f"kind must be line or point, got {kind!r}")
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; give a mask file path such as {out / 'mask.safetensors'}")
-    if opts.precision not in ("auto", "float32", "bfloat16"):
-        raise UserError(f"--precision must be auto, float32 or bfloat16, got {opts.precision!r}")
+    if opts.precision not in LEARN_PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(LEARN_PRECISIONS)}, got {opts.precision!r}")
     if opts.steps < 0:
         raise UserError(f"--steps must be >= 0 (0: no learning, export the starting density), got {opts.steps}")
     for name in ("batch", "export_draws", "checkpoint_every", "unroll_steps", "dps_steps", "dds_steps", "recon_steps",

@@ -20,13 +20,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import PRECISIONS
 from .base import Denoiser, as_sigma
 from .padding import crop_padding, pad_to_multiple, size_multiple
 
 P_MEAN, P_STD, SIGMA_DATA = -1.2, 1.2, 0.5
 
-#: Backbone precisions: float32 (the default, reproducible everywhere) or bfloat16 autocast.
-PRECISIONS = ("float32", "bfloat16")
 
 
 def edm_coefficients(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA):

@@ -101,7 +101,7 @@ def prior_path(name_or_path: str | Path) -> Path:
 def check_precision(precision: str) -> str:
     """``precision`` if it is one of :data:`~fastmri_diffmask.prior.edm.PRECISIONS`, else a one-line
     :class:`UserError` (checked before any data are read)."""
-    from .edm import PRECISIONS
+    from . import PRECISIONS
 
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
