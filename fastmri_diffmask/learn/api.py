@@ -144,12 +144,13 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                                    checkpoint=ckpt, resume=opts.resume, **common)
         binary = export_mask(mask, history, opts.export)
     refined = None
+    judge_steps = opts.refine_dds_steps or REFINE_DDS_STEPS[kind]  # the refinement judge's DDS steps
     if opts.refine_sweeps and kind == "point":  # reweight the density's rings, export as the judge's candidate did
         from .greedy_search import TrainingScorer
         from .refine_density import refine_point_density
 
         score = TrainingScorer(prior_module, train, "point", mask.shape, opts.refine_slices,
-                               opts.refine_dds_steps or REFINE_DDS_STEPS[kind], opts.seed, device=torch.device(device),
+                               judge_steps, opts.seed, device=torch.device(device),
                                init=opts.refine_init, sigma_start=opts.refine_sigma_start, eta=opts.refine_eta,
                                churn=opts.refine_churn)
         density, offset = _chosen_density(mask, history)
@@ -167,7 +168,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
             gradient = lambda m: loss_gradient(prior_module, train, m, dds_obj, seed=opts.seed, device=device)  # noqa: E731
         binary, refined = refine_line_mask(prior_module, train, binary, mask.fixed, ~mask.excluded,
                                            moves=opts.refine_moves, sweeps=opts.refine_sweeps,
-                                           num_slices=opts.refine_slices, dds_steps=opts.refine_dds_steps or REFINE_DDS_STEPS[kind],
+                                           num_slices=opts.refine_slices, dds_steps=judge_steps,
                                            seed=opts.seed, gradient=gradient, tries=opts.refine_tries, progress=not opts.quiet,
                                            device=device, init=opts.refine_init, sigma_start=opts.refine_sigma_start,
                                            eta=opts.refine_eta, churn=opts.refine_churn)
