@@ -20,6 +20,8 @@ import time
 import torch
 from _val_cases import add_case_arguments, case_tensors, load_cases, mean_scores
 
+from fastmri_diffmask.prior import PRECISIONS
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -36,7 +38,7 @@ def main():
     p.add_argument("--sigma-starts", type=float, nargs="+", default=[0.0],
                    help="first noise levels of the warm start (0 = sigma_max, a start from noise)")
     p.add_argument("--batch", type=int, default=10)
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"], help="the prior network's arithmetic")
+    p.add_argument("--precision", default="float32", choices=PRECISIONS, help="the prior network's arithmetic")
     a = p.parse_args()
     from fastmri_diffmask.sample.warm_start import INITS
 

@@ -20,6 +20,8 @@ import time
 import torch
 from _val_cases import add_case_arguments, case_tensors, load_cases, mean_scores
 
+from fastmri_diffmask.prior import PRECISIONS
+
 
 def _eta(text: str):
     return None if text.lower() == "none" else float(text)
@@ -39,7 +41,7 @@ def main():
     p.add_argument("--reference", action="store_true", help="add DDS at its defaults (50 steps from noise)")
     p.add_argument("--bart", action="store_true", help="add BART pics -l1 (validated lamda)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+    p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="the denoiser backbone's precision")
     p.add_argument("--note", default="", help="what else ran on the machine (stored in every row)")
     a = p.parse_args()

@@ -15,6 +15,8 @@ import numpy as np
 
 from _val_cases import dds_psnr, line_mask_judging
 
+from fastmri_diffmask.prior import PRECISIONS
+
 from fastmri_diffmask.prior.weights import set_precision
 
 
@@ -39,7 +41,7 @@ def main() -> None:
     ap.add_argument("--prior", default="default", help="shipped name (default, colin27-v1) or a prior file")
     ap.add_argument("--recon", choices=["dds", "bart-l1", "dps"], default="dds",
                     help="the scoring reconstruction (default DDS with --steps; dps: recon's DPS defaults)")
-    ap.add_argument("--precision", choices=["float32", "bfloat16"], default="float32", help="the prior network's arithmetic")
+    ap.add_argument("--precision", choices=PRECISIONS, default="float32", help="the prior network's arithmetic")
     args = ap.parse_args()
     for path in args.masks:
         mf, k, target, maps, prior, _ = line_mask_judging(args.data, path, args.prior)

@@ -99,7 +99,7 @@ def prior_path(name_or_path: str | Path) -> Path:
 
 
 def check_precision(precision: str) -> str:
-    """``precision`` if it is one of :data:`~fastmri_diffmask.prior.edm.PRECISIONS`, else a one-line
+    """``precision`` if it is one of :data:`~fastmri_diffmask.prior.PRECISIONS`, else a one-line
     :class:`UserError` (checked before any data are read)."""
     from . import PRECISIONS
 
