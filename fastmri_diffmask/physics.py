@@ -27,6 +27,16 @@ def ifft2c(k: torch.Tensor) -> torch.Tensor:
     return torch.fft.fftshift(k, dim=(-2, -1))
 
 
+def unshift(x: torch.Tensor) -> torch.Tensor:
+    """``ifftshift`` over the last two axes: centred layout -> the plain FFT's layout."""
+    return torch.fft.ifftshift(x, dim=(-2, -1))
+
+
+def reshift(x: torch.Tensor) -> torch.Tensor:
+    """``fftshift`` over the last two axes: the inverse of :func:`unshift` (odd sizes too)."""
+    return torch.fft.fftshift(x, dim=(-2, -1))
+
+
 def to_channels(x: torch.Tensor) -> torch.Tensor:
     """Complex ``(B, H, W)`` -> 2-channel real ``(B, 2, H, W)``."""
     return torch.stack([x.real, x.imag], dim=1)
@@ -57,6 +67,9 @@ class MultiCoilOperator:
     mask : real tensor broadcastable to ``(B, C, H, W)``, optional
         Sampling mask (0/1, or a relaxed mask in [0, 1] during learning). ``None`` means fully
         sampled.
+    centred : bool
+        ``True`` (default): fastMRI's centred FFT. ``False``: the plain FFT, for an operator whose
+        maps, mask, images and k-space are all stored ``ifftshift``-ed (see :meth:`uncentred`).
 
     Notes
     -----
@@ -64,22 +77,42 @@ class MultiCoilOperator:
     mask the pair is ``(M F S, S^H F^H M)``, still adjoint to each other.
     """
 
-    def __init__(self, sens_maps: torch.Tensor, mask: torch.Tensor | None = None):
+    def __init__(self, sens_maps: torch.Tensor, mask: torch.Tensor | None = None, centred: bool = True):
         if not torch.is_complex(sens_maps) or sens_maps.dim() != 4:
             raise ValueError("sens_maps must be a complex tensor shaped (B, coils, H, W)")
         self.sens_maps = sens_maps
         self.mask = mask
+        self.centred = centred
+
+    def uncentred(self) -> "MultiCoilOperator":
+        """The same operator on ``ifftshift``-ed arrays, with the plain FFT and no shifts.
+
+        The shifts commute with every elementwise product, so ``A x = fftshift(A' ifftshift(x))``
+        with ``A'`` this operator. An iterative solver that shifts its input once and its result
+        back once skips the four full-array copies per ``A^H A`` that ``fft2c``/``ifft2c`` make
+        (they took more time than the FFTs themselves in the CG of the samplers).
+        """
+        if not self.centred:
+            return self
+        mask = self.mask
+        if mask is not None:
+            mask = unshift(mask.reshape((1,) * max(0, 2 - mask.dim()) + tuple(mask.shape)))
+        return MultiCoilOperator(unshift(self.sens_maps), mask, centred=False)
 
     def _apply_mask(self, k: torch.Tensor) -> torch.Tensor:
         return k if self.mask is None else k * self.mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Complex image ``(B, H, W)`` -> masked multi-coil k-space ``(B, C, H, W)``."""
-        return self._apply_mask(fft2c(self.sens_maps * x.unsqueeze(-3)))
+        coil_images = self.sens_maps * x.unsqueeze(-3)
+        k = fft2c(coil_images) if self.centred else torch.fft.fft2(coil_images, dim=(-2, -1), norm="ortho")
+        return self._apply_mask(k)
 
     def adjoint(self, k: torch.Tensor) -> torch.Tensor:
         """Multi-coil k-space ``(B, C, H, W)`` -> complex image ``(B, H, W)``."""
-        return combine_coils(ifft2c(self._apply_mask(k)), self.sens_maps)
+        k = self._apply_mask(k)
+        coil_images = ifft2c(k) if self.centred else torch.fft.ifft2(k, dim=(-2, -1), norm="ortho")
+        return combine_coils(coil_images, self.sens_maps)
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """``A^H A x``."""

@@ -108,3 +108,31 @@ def test_dps_final_data_consistency_fits_the_data():
     op = MultiCoilOperator(maps, mask)
     res = lambda z: float((op.forward(z) - y).norm() / y.norm())  # noqa: E731
     assert res(dc) < 0.01 and res(dc) < res(plain) / 5, (res(dc), res(plain))
+
+
+def test_data_consistency_equals_cg_on_the_centred_operator():
+    """The shift-free CG solves the same system as CG written with the centred FFT (odd sizes too)."""
+    from fastmri_diffmask.sample.dps import data_consistency
+
+    def centred_cg(op, y, x0, mu, iters):
+        normal = lambda v: op.normal(v) + mu * v  # noqa: E731
+        x, r = x0.clone(), op.adjoint(y) + mu * x0 - normal(x0)
+        p, rs = r.clone(), r.abs().pow(2).sum()
+        for _ in range(iters):
+            ap = normal(p)
+            alpha = rs / (p.conj() * ap).real.sum()
+            x, r = x + alpha * p, r - alpha * ap
+            rs, rs_old = r.abs().pow(2).sum(), rs
+            p = r + (rs / rs_old) * p
+        return x
+
+    g = torch.Generator().manual_seed(5)
+    for h, w in ((32, 32), (31, 27)):
+        maps = torch.complex(torch.randn(1, 4, h, w, generator=g), torch.randn(1, 4, h, w, generator=g))
+        mask = (torch.rand(1, 1, 1, w, generator=g) < 0.4).float()
+        op = MultiCoilOperator(maps, mask)
+        y = op.forward(torch.complex(torch.randn(1, h, w, generator=g), torch.randn(1, h, w, generator=g)))
+        x0 = torch.complex(torch.randn(1, h, w, generator=g), torch.randn(1, h, w, generator=g))
+        want = centred_cg(op, y, x0, 0.05, 6)
+        got = data_consistency(op, y, x0, 0.05, 6)
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))

@@ -46,3 +46,19 @@ def test_channels_round_trip_and_percentile_scale():
     s = percentile_scale(x)
     assert s.shape == (2, 1, 1)
     assert np.isclose(float(s[0]), np.quantile(x[0].abs().numpy(), 0.99), rtol=1e-5)
+
+
+def test_uncentred_operator_is_the_shifted_centred_operator_odd_sizes_too():
+    from fastmri_diffmask.physics import reshift, unshift
+    g = torch.Generator().manual_seed(4)
+    for h, w in ((16, 20), (15, 21), (7, 8)):
+        maps = _rand((2, 3, h, w), g)
+        for mask in (None, (torch.rand(2, 1, 1, w, generator=g) > 0.5).float(),
+                     torch.rand(2, 1, h, w, generator=g), (torch.rand(w, generator=g) > 0.5).float()):
+            op = MultiCoilOperator(maps, mask)
+            shifted = op.uncentred()
+            x, k = _rand((2, h, w), g), _rand((2, 3, h, w), g)
+            assert torch.allclose(reshift(shifted.forward(unshift(x))), op.forward(x), atol=1e-5)
+            assert torch.allclose(reshift(shifted.adjoint(unshift(k))), op.adjoint(k), atol=1e-5)
+            assert torch.allclose(reshift(shifted.normal(unshift(x))), op.normal(x), atol=1e-5)
+            assert torch.equal(reshift(unshift(x)), x)

@@ -47,8 +47,15 @@ class WeightedOperator:
     pair that :func:`~fastmri_diffmask.sample.dps.data_consistency` solves with, ``w`` real and
     broadcastable to the k-space (a hard 0/1 mask gives DDS's own problem)."""
 
-    def __init__(self, sens_maps: torch.Tensor, weight: torch.Tensor):
-        self.full, self.weight = MultiCoilOperator(sens_maps), weight
+    def __init__(self, sens_maps: torch.Tensor, weight: torch.Tensor, centred: bool = True):
+        self.full, self.weight, self.centred = MultiCoilOperator(sens_maps, centred=centred), weight, centred
+
+    def uncentred(self) -> "WeightedOperator":
+        """The same operator on ``ifftshift``-ed arrays (see :meth:`MultiCoilOperator.uncentred`)."""
+        if not self.centred:
+            return self
+        shifted = MultiCoilOperator(self.full.sens_maps, self.weight).uncentred()
+        return WeightedOperator(shifted.sens_maps, shifted.mask, centred=False)
 
     def adjoint(self, k: torch.Tensor) -> torch.Tensor:
         return self.full.adjoint(self.weight * k)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..physics import MultiCoilOperator, percentile_scale
+from ..physics import MultiCoilOperator, percentile_scale, reshift, unshift
 
 
 def edm_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
@@ -40,7 +40,11 @@ def data_consistency(op: MultiCoilOperator, y: torch.Tensor, x0: torch.Tensor, m
     """``argmin_x ||A x - y||^2 + mu ||x - x0||^2`` by conjugate gradients from ``x0`` (complex ``(B, H, W)``).
 
     Solves ``(A^H A + mu I) x = A^H y + mu x0`` per slice; ``A`` is ``op`` (mask, FFT, coils).
+    The iterations run on ``ifftshift``-ed arrays (:meth:`MultiCoilOperator.uncentred`): the
+    same arithmetic on permuted data, without two shifts per FFT.
     """
+    centred = getattr(op, "centred", False)  # an operator without ``uncentred`` runs as it is
+    op, y, x0 = op.uncentred(), (unshift(y) if centred else y), (unshift(x0) if centred else x0)
     normal = lambda v: op.normal(v) + mu * v  # noqa: E731
     x = x0.clone()
     r = op.adjoint(y) + mu * x0 - normal(x)
@@ -54,7 +58,7 @@ def data_consistency(op: MultiCoilOperator, y: torch.Tensor, x0: torch.Tensor, m
         rs_new = r.abs().pow(2).flatten(1).sum(1)
         p = r + (rs_new / rs.clamp_min(1e-30)).view(-1, 1, 1) * p
         rs = rs_new
-    return x
+    return reshift(x) if centred else x
 
 
 class SamplingSetup(NamedTuple):
