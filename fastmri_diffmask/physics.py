@@ -13,20 +13,6 @@ from __future__ import annotations
 import torch
 
 
-def fft2c(x: torch.Tensor) -> torch.Tensor:
-    """Centred orthonormal 2D FFT over the last two axes of a complex tensor (= fastmri.fft2c)."""
-    x = torch.fft.ifftshift(x, dim=(-2, -1))
-    x = torch.fft.fft2(x, dim=(-2, -1), norm="ortho")
-    return torch.fft.fftshift(x, dim=(-2, -1))
-
-
-def ifft2c(k: torch.Tensor) -> torch.Tensor:
-    """Centred orthonormal 2D inverse FFT over the last two axes (= fastmri.ifft2c)."""
-    k = torch.fft.ifftshift(k, dim=(-2, -1))
-    k = torch.fft.ifft2(k, dim=(-2, -1), norm="ortho")
-    return torch.fft.fftshift(k, dim=(-2, -1))
-
-
 def unshift(x: torch.Tensor) -> torch.Tensor:
     """``ifftshift`` over the last two axes: centred layout -> the plain FFT's layout."""
     return torch.fft.ifftshift(x, dim=(-2, -1))
@@ -35,6 +21,26 @@ def unshift(x: torch.Tensor) -> torch.Tensor:
 def reshift(x: torch.Tensor) -> torch.Tensor:
     """``fftshift`` over the last two axes: the inverse of :func:`unshift` (odd sizes too)."""
     return torch.fft.fftshift(x, dim=(-2, -1))
+
+
+def fft2(x: torch.Tensor) -> torch.Tensor:
+    """Plain (uncentred) orthonormal 2D FFT over the last two axes."""
+    return torch.fft.fft2(x, dim=(-2, -1), norm="ortho")
+
+
+def ifft2(k: torch.Tensor) -> torch.Tensor:
+    """Plain (uncentred) orthonormal 2D inverse FFT over the last two axes."""
+    return torch.fft.ifft2(k, dim=(-2, -1), norm="ortho")
+
+
+def fft2c(x: torch.Tensor) -> torch.Tensor:
+    """Centred orthonormal 2D FFT over the last two axes of a complex tensor (= fastmri.fft2c)."""
+    return reshift(fft2(unshift(x)))
+
+
+def ifft2c(k: torch.Tensor) -> torch.Tensor:
+    """Centred orthonormal 2D inverse FFT over the last two axes (= fastmri.ifft2c)."""
+    return reshift(ifft2(unshift(k)))
 
 
 def to_channels(x: torch.Tensor) -> torch.Tensor:
@@ -105,13 +111,13 @@ class MultiCoilOperator:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Complex image ``(B, H, W)`` -> masked multi-coil k-space ``(B, C, H, W)``."""
         coil_images = self.sens_maps * x.unsqueeze(-3)
-        k = fft2c(coil_images) if self.centred else torch.fft.fft2(coil_images, dim=(-2, -1), norm="ortho")
+        k = fft2c(coil_images) if self.centred else fft2(coil_images)
         return self._apply_mask(k)
 
     def adjoint(self, k: torch.Tensor) -> torch.Tensor:
         """Multi-coil k-space ``(B, C, H, W)`` -> complex image ``(B, H, W)``."""
         k = self._apply_mask(k)
-        coil_images = ifft2c(k) if self.centred else torch.fft.ifft2(k, dim=(-2, -1), norm="ortho")
+        coil_images = ifft2c(k) if self.centred else ifft2(k)
         return combine_coils(coil_images, self.sens_maps)
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
