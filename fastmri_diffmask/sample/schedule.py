@@ -39,12 +39,16 @@ def mask_acceleration(mask: torch.Tensor, shape: tuple[int, int]) -> float:
 def data_consistency(op: MultiCoilOperator, y: torch.Tensor, x0: torch.Tensor, mu: float, iters: int = 10) -> torch.Tensor:
     """``argmin_x ||A x - y||^2 + mu ||x - x0||^2`` by conjugate gradients from ``x0`` (complex ``(B, H, W)``).
 
-    Solves ``(A^H A + mu I) x = A^H y + mu x0`` per slice; ``A`` is ``op`` (mask, FFT, coils).
-    The iterations run on ``ifftshift``-ed arrays (:meth:`MultiCoilOperator.uncentred`): the
-    same arithmetic on permuted data, without two shifts per FFT.
+    Solves ``(A^H A + mu I) x = A^H y + mu x0`` per slice; ``A`` is ``op`` (mask, FFT, coils):
+    anything with ``adjoint``, ``normal``, ``centred`` and ``uncentred()`` like
+    :class:`MultiCoilOperator`. The iterations run on ``ifftshift``-ed arrays
+    (:meth:`MultiCoilOperator.uncentred`): the same arithmetic on permuted data, without two
+    shifts per FFT.
     """
-    centred = getattr(op, "centred", False)  # an operator without ``uncentred`` runs as it is
-    op, y, x0 = op.uncentred(), (unshift(y) if centred else y), (unshift(x0) if centred else x0)
+    centred = op.centred
+    op = op.uncentred()
+    if centred:
+        y, x0 = unshift(y), unshift(x0)
     normal = lambda v: op.normal(v) + mu * v  # noqa: E731
     x = x0.clone()
     r = op.adjoint(y) + mu * x0 - normal(x)
