@@ -89,6 +89,7 @@ class MultiCoilOperator:
         self.sens_maps = sens_maps
         self.mask = mask
         self.centred = centred
+        self._conj_maps = None
 
     def uncentred(self) -> "MultiCoilOperator":
         """The same operator on ``ifftshift``-ed arrays, with the plain FFT and no shifts.
@@ -108,6 +109,16 @@ class MultiCoilOperator:
     def _apply_mask(self, k: torch.Tensor) -> torch.Tensor:
         return k if self.mask is None else k * self.mask
 
+    def _combine(self, coil_images: torch.Tensor) -> torch.Tensor:
+        """``sum_c conj(S_c) x_c`` with the conjugate maps materialised once: a multiply by
+        ``sens_maps.conj()`` (a lazy conjugate view) costs 1.6x one by a plain tensor. Not cached
+        for maps that require grad, so that every graph gets its own conjugate."""
+        if self.sens_maps.requires_grad:
+            return combine_coils(coil_images, self.sens_maps)
+        if self._conj_maps is None:
+            self._conj_maps = self.sens_maps.conj().resolve_conj()
+        return (self._conj_maps * coil_images).sum(-3)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Complex image ``(B, H, W)`` -> masked multi-coil k-space ``(B, C, H, W)``."""
         coil_images = self.sens_maps * x.unsqueeze(-3)
@@ -118,11 +129,17 @@ class MultiCoilOperator:
         """Multi-coil k-space ``(B, C, H, W)`` -> complex image ``(B, H, W)``."""
         k = self._apply_mask(k)
         coil_images = ifft2c(k) if self.centred else ifft2(k)
-        return combine_coils(coil_images, self.sens_maps)
+        return self._combine(coil_images)
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
-        """``A^H A x``."""
-        return self.adjoint(self.forward(x))
+        """``A^H A x = S^H F^H M^2 F S x``: the mask's square (a line or point array, not k-space
+        sized) applied once instead of the mask twice."""
+        coil_images = self.sens_maps * x.unsqueeze(-3)
+        k = fft2c(coil_images) if self.centred else fft2(coil_images)
+        if self.mask is not None:
+            k = k * (self.mask * self.mask)
+        coil_images = ifft2c(k) if self.centred else ifft2(k)
+        return self._combine(coil_images)
 
     __call__ = forward
 

@@ -62,3 +62,26 @@ def test_uncentred_operator_is_the_shifted_centred_operator_odd_sizes_too():
             assert torch.allclose(reshift(shifted.adjoint(unshift(k))), op.adjoint(k), atol=1e-5)
             assert torch.allclose(reshift(shifted.normal(unshift(x))), op.normal(x), atol=1e-5)
             assert torch.equal(reshift(unshift(x)), x)
+
+
+def test_normal_is_adjoint_of_forward_and_its_mask_gradient_is_the_two_pass_one():
+    # normal() applies mask^2 once and the cached conjugate maps; it must equal adjoint(forward(x))
+    # in value and in its gradient w.r.t. a relaxed mask (the mask learners differentiate it).
+    g = torch.Generator().manual_seed(5)
+    maps = _rand((2, 3, 12, 10), g)
+    x = _rand((2, 12, 10), g)
+    for mask in (None, torch.rand(2, 1, 1, 10, generator=g), torch.rand(12, 10, generator=g)):
+        for centred in (True, False):
+            if mask is None:
+                op = MultiCoilOperator(maps, None, centred=centred)
+                assert torch.allclose(op.normal(x), op.adjoint(op.forward(x)), atol=1e-5)
+                continue
+            m1, m2 = mask.clone().requires_grad_(), mask.clone().requires_grad_()
+            one, two = MultiCoilOperator(maps, m1, centred=centred), MultiCoilOperator(maps, m2, centred=centred)
+            a, b = one.normal(x), two.adjoint(two.forward(x))
+            assert torch.allclose(a, b, atol=1e-5)
+            assert torch.allclose(one.normal(x), a)  # the cached conjugate gives the same again
+            w = _rand(a.shape, g)
+            g1 = torch.autograd.grad((w.conj() * one.normal(x)).real.sum(), m1)[0]
+            g2 = torch.autograd.grad((w.conj() * b).real.sum(), m2)[0]
+            assert torch.allclose(g1, g2, atol=1e-4), (g1 - g2).abs().max()
