@@ -119,3 +119,34 @@ def test_loss_gradient_ranks_high_variance_columns_first():
     unsampled = np.flatnonzero(mask.numpy() < 0.5)
     assert g.shape == (W,) and np.isfinite(g).all()
     assert unsampled[np.argmin(g[unsampled])] == unsampled[np.argmax(col.numpy()[unsampled])]
+
+
+def test_classical_score_is_the_mean_of_dds_and_the_classical_psnr():
+    # TrainingScorer(classical=...) averages the DDS PSNR with CG-SENSE's (or BART's); batched
+    # classical reconstructions equal one-mask-at-a-time ones, and a full mask gives back the image.
+    from fastmri_diffmask.learn.greedy_search import TrainingScorer, classical_reconstructions
+    from fastmri_diffmask.physics import MultiCoilOperator, percentile_scale
+    from fastmri_diffmask.masks.bernoulli import as_kspace_mask
+    from fastmri_diffmask.sample.warm_start import sense_estimate
+
+    prior, train, _ = _problem(3)
+    mask, _, _ = _start()
+    masks = np.stack([mask.numpy(), np.roll(mask.numpy(), 1)]).astype(bool)
+    dds_only = TrainingScorer(prior, train, "line", (W,), 2, 3, 0)
+    both = TrainingScorer(prior, train, "line", (W,), 2, 3, 0, classical="sense")
+    data = train.subset(dds_only.slices)
+    rec = classical_reconstructions(data.kspace, data.sens_maps, torch.from_numpy(masks).float(), "line", "sense")
+    for j, m in enumerate(masks):  # mask-major, and the same as reconstructing one mask alone
+        km = as_kspace_mask(torch.from_numpy(m).float().expand(2, W), "line")
+        op = MultiCoilOperator(data.sens_maps, km)
+        y = data.kspace * km
+        scale = percentile_scale(op.adjoint(y))
+        alone = sense_estimate(op, y / scale.unsqueeze(1)) * scale
+        assert torch.allclose(rec[2 * j:2 * j + 2], alone, atol=1e-5)
+    sense_psnr = psnr(rec.abs(), data.images.abs().repeat(2, 1, 1)).view(2, -1).mean(1)
+    expected = (torch.tensor(dds_only(masks)) + sense_psnr) / 2
+    assert torch.allclose(torch.tensor(both(masks)), expected, atol=1e-4)
+    full = classical_reconstructions(data.kspace, data.sens_maps, torch.ones(1, W), "line", "sense")
+    assert float(psnr(full.abs(), data.images.abs()).min()) > 40
+    with pytest.raises(UserError, match="classical"):
+        TrainingScorer(prior, train, "line", (W,), 2, 3, 0, classical="bart")

@@ -87,6 +87,9 @@ def register(sub) -> None:
                    help="fresh-noise fraction of the refinement's DDS steps (recon's --dds-eta; default 1)")
     o.add_argument("--refine-churn", type=float, default=_D.refine_churn,
                    help="churn of the refinement's DDS (default 0)")
+    o.add_argument("--refine-classical", choices=["none", "sense", "l1"], default=_D.refine_classical,
+                   help="also score the refinement's moves by CG-SENSE or BART pics -l1 (the mean of the two "
+                        "PSNRs; default none: DDS alone)")
     o.add_argument("--refine-tries", type=int, default=_D.refine_tries,
                    help="moves reconstructed per line with --refine-propose gradient (default 3)")
     o.add_argument("--steps", type=int, default=_D.steps,

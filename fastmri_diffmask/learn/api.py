@@ -152,7 +152,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         score = TrainingScorer(prior_module, train, "point", mask.shape, opts.refine_slices,
                                judge_steps, opts.seed, device=torch.device(device),
                                init=opts.refine_init, sigma_start=opts.refine_sigma_start, eta=opts.refine_eta,
-                               churn=opts.refine_churn)
+                               churn=opts.refine_churn, classical=opts.refine_classical)
         density, offset = _chosen_density(mask, history)
         binary, refined = refine_point_density(score, mask, density, offset=offset, rings=opts.refine_rings,
                                                factor=opts.refine_factor, sweeps=opts.refine_sweeps,
@@ -171,7 +171,8 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                                            num_slices=opts.refine_slices, dds_steps=judge_steps,
                                            seed=opts.seed, gradient=gradient, tries=opts.refine_tries, progress=not opts.quiet,
                                            device=device, init=opts.refine_init, sigma_start=opts.refine_sigma_start,
-                                           eta=opts.refine_eta, churn=opts.refine_churn)
+                                           eta=opts.refine_eta, churn=opts.refine_churn,
+                                           classical=opts.refine_classical)
         if order is not None:  # a nested / greedy order: a moved line takes its new column's place
             order = _swap_moves(order, refined["moves"])
     meta = {

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..errors import UserError
 from ..masks.bernoulli import as_kspace_mask
 from ..physics import to_channels, to_complex
 from ..sample.dds import DDS_DEFAULTS, dds_step
@@ -99,17 +100,46 @@ def dds_shared_noise(prior, kspace: torch.Tensor, sens_maps: torch.Tensor, masks
     return (to_complex(x) * p.scale).reshape(m_count, n, *kspace.shape[-2:])
 
 
+#: The classical reconstructions :class:`TrainingScorer` can average into its score.
+CLASSICAL_SCORES = ("none", "sense", "l1")
+
+
+def classical_reconstructions(kspace: torch.Tensor, sens_maps: torch.Tensor, masks: torch.Tensor, kind: str,
+                              how: str) -> torch.Tensor:
+    """Classical reconstructions ``(M * n, H, W)`` of ``n`` fully sampled slices under each of ``M``
+    0/1 masks (mask-major): ``"sense"``, Tikhonov-regularised CG-SENSE (the DDS warm start,
+    :func:`~fastmri_diffmask.sample.warm_start.sense_estimate`, in the data's units), or ``"l1"``,
+    BART ``pics -l1`` with the validated lamda (:func:`~fastmri_diffmask.sample.warm_start.l1_estimate`)."""
+    from ..physics import MultiCoilOperator, percentile_scale
+    from ..sample.warm_start import l1_estimate, sense_estimate
+
+    m_count, n = masks.shape[0], kspace.shape[0]
+    km = as_kspace_mask(masks.repeat_interleave(n, 0).to(kspace.device), kind)
+    masked, maps = kspace.repeat(m_count, 1, 1, 1) * km, sens_maps.repeat(m_count, 1, 1, 1)
+    if how == "l1":
+        return l1_estimate(masked, km, maps)
+    op = MultiCoilOperator(maps, km)
+    scale = percentile_scale(op.adjoint(masked))
+    return sense_estimate(op, masked / scale.unsqueeze(1)) * scale
+
+
 class TrainingScorer:
     """Mean DDS PSNR of masks on ``num_slices`` training slices spread over the set, with common
     random numbers (:func:`dds_shared_noise`), batched ``max_batch`` slice reconstructions at a time;
-    counts the masks it scores (``reconstructions``); ``churn=None`` is DDS's default. Shared by
+    counts the masks it scores (``reconstructions``); ``churn=None`` is DDS's default. With
+    ``classical`` ``"sense"`` or ``"l1"`` a mask's score is the mean of that PSNR and the one of the
+    classical reconstruction (:func:`classical_reconstructions`), so a move must not buy DDS quality
+    with the classical one. Shared by
     :func:`greedy_search_mask`, :func:`fastmri_diffmask.learn.refine.refine_line_mask` and
     :func:`fastmri_diffmask.learn.refine_density.refine_point_density`."""
 
     def __init__(self, prior, train, kind: str, shape, num_slices: int, dds_steps: int, seed: int,
                  max_batch: int = 16, device="cpu", init: str = "noise", sigma_start: float | None = None,
-                 eta: float | None = None, churn: float | None = None):
+                 eta: float | None = None, churn: float | None = None, classical: str = "none"):
+        if classical not in CLASSICAL_SCORES:
+            raise UserError(f"the classical score must be one of {', '.join(CLASSICAL_SCORES)}, got {classical!r}")
         self.prior, self.kind, self.shape, self.dds_steps, self.seed = prior, kind, tuple(shape), dds_steps, int(seed)
+        self.classical = classical
         self.init, self.sigma_start, self.eta = init, sigma_start, eta
         self.churn = DDS_DEFAULTS["churn"] if churn is None else churn  # None: DDS's default
         self.slices = spread_indices(train.kspace.shape[0], num_slices)
@@ -127,7 +157,11 @@ class TrainingScorer:
             rec = dds_shared_noise(self.prior, self.kspace, self.maps, ms, self.kind, self.dds_steps, self.seed,
                                    churn=self.churn, init=self.init, sigma_start=self.sigma_start, eta=self.eta)
             truth = self.truth.repeat(ms.shape[0], 1, 1)
-            out += psnr(rec.abs().flatten(0, 1), truth).view(ms.shape[0], -1).mean(1).tolist()
+            score = psnr(rec.abs().flatten(0, 1), truth).view(ms.shape[0], -1).mean(1)
+            if self.classical != "none":  # the mean of the two reconstructions' PSNRs
+                rec = classical_reconstructions(self.kspace, self.maps, ms, self.kind, self.classical)
+                score = (score + psnr(rec.abs(), truth).view(ms.shape[0], -1).mean(1)) / 2
+            out += score.tolist()
         self.reconstructions += len(masks)
         return out
 

@@ -135,6 +135,9 @@ class LearnMaskOptions:
         ``eta`` (default 1) and churn (default 0) of :func:`~fastmri_diffmask.sample.dds.dds_reconstruct`
         (``None``: DDS's defaults). Session 6's judge: ``refine_init="noise"``, ``refine_sigma_start=None``,
         ``refine_eta=None``, ``refine_churn=None``, ``refine_dds_steps=12``, ``refine_tries=2``.
+    refine_classical : {"none", "sense", "l1"}
+        Score moves by the mean of the DDS PSNR and that of CG-SENSE or BART ``pics -l1`` (default
+        ``"none"``: DDS alone), so that no move trades the classical reconstruction for the diffusion one.
     steps : int
         Adam iterations (default 0 for line masks, where on validation the Adam learning
         of the logits added nothing over its start at R = 8 and the refinement learns instead;
@@ -252,6 +255,7 @@ class LearnMaskOptions:
     refine_sigma_start: float | None = 0.5
     refine_eta: float | None = 1.0
     refine_churn: float | None = 0.0
+    refine_classical: str = "none"     # also score by a classical reconstruction (session 13)
     steps: int = 0                 # line: Adam adds ~0 dB at R = 8; point: Adam loses 0.2-0.4 dB on val
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
@@ -392,6 +396,8 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
         raise UserError("--refine-init takes noise, zero-filled or sense (l1 runs BART per slice: too slow to score moves)")
     check_warm_start(opts.refine_init, opts.refine_sigma_start)
     check_eta(opts.refine_eta)
+    if opts.refine_classical not in ("none", "sense", "l1"):
+        raise UserError(f"--refine-classical must be none, sense or l1, got {opts.refine_classical!r}")
     if opts.refine_churn is not None and not opts.refine_churn >= 0:
         raise UserError(f"--refine-churn must be >= 0, got {opts.refine_churn}")
     if opts.refine_init != "noise" and opts.refine_sigma_start is None:

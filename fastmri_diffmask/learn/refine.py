@@ -96,7 +96,7 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
                      min_gain: float = 0.0, seed: int = 0, max_batch: int = 16, gradient=None, tries: int = 1,
                      progress: bool = True, device="cpu", init: str = "noise",
                      sigma_start: float | None = None, eta: float | None = None,
-                     churn: float | None = None) -> tuple[torch.Tensor, dict]:
+                     churn: float | None = None, classical: str = "none") -> tuple[torch.Tensor, dict]:
     """Move free lines of ``mask01`` one at a time while the DDS score on training slices rises.
 
     Parameters
@@ -121,6 +121,9 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
         from ``sigma_max``, the default, or ``"zero-filled"`` / ``"sense"`` from ``sigma_start``),
         fresh-noise step ``eta`` and churn (``None``: DDS's default) as in
         :func:`fastmri_diffmask.sample.dds.dds_reconstruct`.
+    classical : {"none", "sense", "l1"}
+        Score by the mean of the DDS PSNR and that of a classical reconstruction
+        (:class:`.greedy_search.TrainingScorer`).
     gradient : callable, optional
         ``gradient(mask (W,) bool) -> (W,)`` loss gradient w.r.t. the mask; then only the ``tries``
         best-predicted targets per line are reconstructed.
@@ -145,9 +148,10 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
         ("tries", tries)))
     moves = parse_moves(moves)
     score = TrainingScorer(prior, train, "line", m.shape, num_slices, dds_steps, seed, max_batch, torch.device(device),
-                           init=init, sigma_start=sigma_start, eta=eta, churn=churn)
+                           init=init, sigma_start=sigma_start, eta=eta, churn=churn, classical=classical)
     history = {"moves": [], "tried": [], "reconstructions": 0, "slices": score.slices, "sweeps_run": 0, "dds_steps": dds_steps,
-               "offsets": list(moves), "seed": int(seed), "init": init, "sigma_start": sigma_start, "eta": eta, "churn": churn}
+               "offsets": list(moves), "seed": int(seed), "init": init, "sigma_start": sigma_start, "eta": eta, "churn": churn,
+               "classical": classical}
 
     current = score(m[None])[0]
     history["start"] = current
