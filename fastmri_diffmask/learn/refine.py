@@ -11,7 +11,9 @@ same way; here the moves are local, in the spirit of the line-swap refinements o
 1. score the mask: mean PSNR (:class:`.greedy_search.TrainingScorer`) of DDS reconstructions
    (``dds_steps`` steps, common random numbers) of
    ``num_slices`` *training* slices spread over the training set (the validation slices stay
-   untouched for the judge and every later check);
+   untouched for the judge and every later check); with ``classical`` the mean of that PSNR and
+   the one of CG-SENSE or BART ``pics -l1`` on the same slices, so that a kept move helps the
+   diffusion reconstruction without costing the classical one;
 2. for each free sampled line ``j`` in turn (nearest the centre first), try moving it to the
    unsampled acquirable columns ``j +- d`` for ``d`` in ``moves``; keep the best move if it raises
    the score by more than ``min_gain`` dB;
