@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from ..learn.api import OPTIMIZERS, LearnMaskOptions
+from ..learn.greedy_search import CLASSICAL_SCORES
 from ..learn.config import EXPORTS, SAMPLINGS, SELECTS
 from ..learn.options import LEARN_PRECISIONS
 from ..learn.objective import OBJECTIVES, RECON_INITS
@@ -87,7 +88,7 @@ def register(sub) -> None:
                    help="fresh-noise fraction of the refinement's DDS steps (recon's --dds-eta; default 1)")
     o.add_argument("--refine-churn", type=float, default=_D.refine_churn,
                    help="churn of the refinement's DDS (default 0)")
-    o.add_argument("--refine-classical", choices=["none", "sense", "l1"], default=_D.refine_classical,
+    o.add_argument("--refine-classical", choices=CLASSICAL_SCORES, default=_D.refine_classical,
                    help="also score the refinement's moves by CG-SENSE or BART pics -l1 (the mean of the two "
                         "PSNRs; default none: DDS alone)")
     o.add_argument("--refine-tries", type=int, default=_D.refine_tries,

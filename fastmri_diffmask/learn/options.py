@@ -373,7 +373,10 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
         raise UserError("--corner-cut applies to point masks only; add --kind point or drop it")
     if not (opts.init_power >= 0 and opts.init_power < float("inf")):
         raise UserError(f"--init-power must be a finite number >= 0, got {opts.init_power}")
-    for name, allowed in (("export", EXPORTS), ("export_sampling", SAMPLINGS), ("export_select", SELECTS)):
+    from .greedy_search import CLASSICAL_SCORES
+
+    for name, allowed in (("export", EXPORTS), ("export_sampling", SAMPLINGS), ("export_select", SELECTS),
+                          ("refine_classical", CLASSICAL_SCORES)):
         if getattr(opts, name) not in allowed:  # before any loading (a study config's learn: keys land here)
             raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got {getattr(opts, name)!r}")
     opts.objective_config().validate()  # objective names and ranges, before any loading
@@ -396,8 +399,6 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
         raise UserError("--refine-init takes noise, zero-filled or sense (l1 runs BART per slice: too slow to score moves)")
     check_warm_start(opts.refine_init, opts.refine_sigma_start)
     check_eta(opts.refine_eta)
-    if opts.refine_classical not in ("none", "sense", "l1"):
-        raise UserError(f"--refine-classical must be none, sense or l1, got {opts.refine_classical!r}")
     if opts.refine_churn is not None and not opts.refine_churn >= 0:
         raise UserError(f"--refine-churn must be >= 0, got {opts.refine_churn}")
     if opts.refine_init != "noise" and opts.refine_sigma_start is None:
