@@ -279,6 +279,11 @@ def test_cli_flags_are_the_library_options_with_the_same_defaults():
             d.refine_moves) == ("gradient", 3, None, 4, "1,2,3")
     from fastmri_diffmask.learn.options import REFINE_DDS_STEPS
     assert REFINE_DDS_STEPS == {"line": 15, "point": 8}  # the judge's steps per kind (sessions 10 and 9)
+    from fastmri_diffmask.learn.options import default_refine_classical
+    # the judge averages in CG-SENSE for line masks at R >= 8 only (session 13, val 4-9)
+    assert d.refine_classical is None
+    assert [default_refine_classical(k, r) for k, r in (("line", 8), ("line", 12), ("line", 4), ("point", 8))] \
+        == ["sense", "sense", "none", "none"]
     # the judge's warm start (session 8, val 4-9 with the multi-subject prior)
     assert (d.refine_init, d.refine_sigma_start, d.refine_eta, d.refine_churn) == ("sense", 0.5, 1.0, 0.0)
     # chosen by the validation ablation (BENCHMARKS.md): objective (b), DPS-selected export

@@ -90,7 +90,7 @@ def register(sub) -> None:
                    help="churn of the refinement's DDS (default 0)")
     o.add_argument("--refine-classical", choices=CLASSICAL_SCORES, default=_D.refine_classical,
                    help="also score the refinement's moves by CG-SENSE or BART pics -l1 (the mean of the two "
-                        "PSNRs; default none: DDS alone)")
+                        "PSNRs; none: DDS alone; default: sense for line masks at R >= 8, else none)")
     o.add_argument("--refine-tries", type=int, default=_D.refine_tries,
                    help="moves reconstructed per line with --refine-propose gradient (default 3)")
     o.add_argument("--steps", type=int, default=_D.steps,

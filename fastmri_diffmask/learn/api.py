@@ -26,7 +26,7 @@ import torch
 from ..errors import UserError
 from .loop import LearnConfig, default_num_low_frequencies, export_mask, learn_mask, learn_nested
 from .options import (KINDS, OPTIMIZERS, OPTION_NAMES, REFINE_DDS_STEPS, LearnMaskOptions, check_inputs,  # noqa: F401
-                      parse_flatten)
+                      default_refine_classical, parse_flatten)
 
 
 def preview_path(out: str | Path) -> Path:
@@ -145,6 +145,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         binary = export_mask(mask, history, opts.export)
     refined = None
     judge_steps = opts.refine_dds_steps or REFINE_DDS_STEPS[kind]  # the refinement judge's DDS steps
+    classical = opts.refine_classical or default_refine_classical(kind, acceleration)
     if opts.refine_sweeps and kind == "point":  # reweight the density's rings, export as the judge's candidate did
         from .greedy_search import TrainingScorer
         from .refine_density import refine_point_density
@@ -152,7 +153,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         score = TrainingScorer(prior_module, train, "point", mask.shape, opts.refine_slices,
                                judge_steps, opts.seed, device=torch.device(device),
                                init=opts.refine_init, sigma_start=opts.refine_sigma_start, eta=opts.refine_eta,
-                               churn=opts.refine_churn, classical=opts.refine_classical)
+                               churn=opts.refine_churn, classical=classical)
         density, offset = _chosen_density(mask, history)
         binary, refined = refine_point_density(score, mask, density, offset=offset, rings=opts.refine_rings,
                                                factor=opts.refine_factor, sweeps=opts.refine_sweeps,
@@ -172,7 +173,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                                            seed=opts.seed, gradient=gradient, tries=opts.refine_tries, progress=not opts.quiet,
                                            device=device, init=opts.refine_init, sigma_start=opts.refine_sigma_start,
                                            eta=opts.refine_eta, churn=opts.refine_churn,
-                                           classical=opts.refine_classical)
+                                           classical=classical)
         if order is not None:  # a nested / greedy order: a moved line takes its new column's place
             order = _swap_moves(order, refined["moves"])
     meta = {

@@ -29,6 +29,14 @@ LEARN_PRECISIONS = ("auto",) + PRECISIONS
 REFINE_DDS_STEPS = {"line": 15, "point": 8}
 
 
+def default_refine_classical(kind: str, acceleration: float) -> str:
+    """The refinement's classical score where ``refine_classical`` is None: CG-SENSE for line masks
+    at R >= 8, none otherwise (session 13, val 4-9: the SENSE + DDS score gains +0.68 / +1.33 dB
+    under DPS / BART over the start at R = 8 against DDS alone's +0.72 / +0.61, but +0.52 / +0.20
+    against +0.81 / +0.47 at R = 4; point masks were not validated with it)."""
+    return "sense" if kind == "line" and acceleration >= 8 else "none"
+
+
 @dataclasses.dataclass(frozen=True)
 class LearnMaskOptions:
     """Settings of one mask-learning run, besides data, prior, kind, acceleration, output and device.
@@ -61,8 +69,9 @@ class LearnMaskOptions:
     on 4 *training* slices decides, 2 sweeps. On val 4-9 this judge scores over the start, under
     ``recon``'s DPS default / BART / DDS-50, +0.72 / +0.61 / +0.78 dB at R = 8 and +0.81 / +0.47 /
     +0.73 at R = 4 (session 10; the 8-step judge of session 8: +0.32 / +1.07 / +0.42 and +0.80 /
-    +0.38 / +0.72), the larger worst case over the two reconstructions issue 13 judges by. So the
-    default ``steps`` is 0 (``--steps N`` runs the Adam learner first). Point masks: :mod:`~fastmri_diffmask.learn.refine_density`.
+    +0.38 / +0.72), the larger worst case over the two reconstructions issue 13 judges by. At
+    R >= 8 the judge's score also averages in CG-SENSE's PSNR (``refine_classical``, session 13:
+    +0.68 / +1.33 at R = 8; at R = 4 +0.52 / +0.20, so off there). So the default ``steps`` is 0 (``--steps N`` runs the Adam learner first). Point masks: :mod:`~fastmri_diffmask.learn.refine_density`.
 
     Attributes
     ----------
@@ -135,9 +144,11 @@ class LearnMaskOptions:
         ``eta`` (default 1) and churn (default 0) of :func:`~fastmri_diffmask.sample.dds.dds_reconstruct`
         (``None``: DDS's defaults). Session 6's judge: ``refine_init="noise"``, ``refine_sigma_start=None``,
         ``refine_eta=None``, ``refine_churn=None``, ``refine_dds_steps=12``, ``refine_tries=2``.
-    refine_classical : {"none", "sense", "l1"}
-        Score moves by the mean of the DDS PSNR and that of CG-SENSE or BART ``pics -l1`` (default
-        ``"none"``: DDS alone), so that no move trades the classical reconstruction for the diffusion one.
+    refine_classical : {"none", "sense", "l1"} or None
+        Score moves by the mean of the DDS PSNR and that of CG-SENSE or BART ``pics -l1``
+        (``"none"``: DDS alone), so that no move trades the classical reconstruction for the
+        diffusion one; ``None`` (default): :func:`default_refine_classical`, ``"sense"`` for line
+        masks at R >= 8.
     steps : int
         Adam iterations (default 0 for line masks, where on validation the Adam learning
         of the logits added nothing over its start at R = 8 and the refinement learns instead;
@@ -255,7 +266,7 @@ class LearnMaskOptions:
     refine_sigma_start: float | None = 0.5
     refine_eta: float | None = 1.0
     refine_churn: float | None = 0.0
-    refine_classical: str = "none"     # also score by a classical reconstruction (session 13)
+    refine_classical: str | None = None  # None: default_refine_classical(kind, R)
     steps: int = 0                 # line: Adam adds ~0 dB at R = 8; point: Adam loses 0.2-0.4 dB on val
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
@@ -377,7 +388,7 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
 
     for name, allowed in (("export", EXPORTS), ("export_sampling", SAMPLINGS), ("export_select", SELECTS),
                           ("refine_classical", CLASSICAL_SCORES)):
-        if getattr(opts, name) not in allowed:  # before any loading (a study config's learn: keys land here)
+        if getattr(opts, name) not in allowed and not (name == "refine_classical" and opts.refine_classical is None):  # before any loading (a study config's learn: keys land here)
             raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got {getattr(opts, name)!r}")
     opts.objective_config().validate()  # objective names and ranges, before any loading
     if opts.optimizer not in OPTIMIZERS:
