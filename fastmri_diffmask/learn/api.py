@@ -25,8 +25,8 @@ import torch
 
 from ..errors import UserError
 from .loop import LearnConfig, default_num_low_frequencies, export_mask, learn_mask, learn_nested
-from .options import (KINDS, OPTIMIZERS, OPTION_NAMES, REFINE_DDS_STEPS, LearnMaskOptions, check_inputs,  # noqa: F401
-                      default_refine_classical, parse_flatten)
+from .checks import check_inputs, parse_flatten
+from .options import KINDS, OPTIMIZERS, OPTION_NAMES, REFINE_DDS_STEPS, LearnMaskOptions, default_refine_classical  # noqa: F401
 
 
 def preview_path(out: str | Path) -> Path:
