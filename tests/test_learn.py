@@ -409,7 +409,7 @@ def test_library_call_refuses_bad_export_choices_before_loading(tmp_path):
 
     out = tmp_path / "m.safetensors"
     for key, bad in (("export", "best-of"), ("export_sampling", "jittered"), ("export_select", "psnr"),
-                     ("refine_classical", "bart")):
+                     ("refine_classical", "bart"), ("refine_split", "test")):
         with pytest.raises(UserError, match=f"--{key.replace('_', '-')} must be one of"):
             learn_mask_file(tmp_path / "no-data", out, 4, prior="no-such-prior", device="cpu", quiet=True, **{key: bad})
     for key, bad, needle in (("recon_sigma_start", 0, "first noise level"), ("recon_init", "truth", "recon_init"),

@@ -91,6 +91,9 @@ def register(sub) -> None:
     o.add_argument("--refine-classical", choices=CLASSICAL_SCORES, default=_D.refine_classical,
                    help="also score the refinement's moves by CG-SENSE or BART pics -l1 (the mean of the two "
                         "PSNRs; none: DDS alone; default: sense for line masks at R >= 8, else none)")
+    o.add_argument("--refine-split", choices=["train", "val"], default=_D.refine_split,
+                   help="line refinement: score moves on training slices (default) or on the export judge's "
+                        "validation slices")
     o.add_argument("--refine-tries", type=int, default=_D.refine_tries,
                    help="moves reconstructed per line with --refine-propose gradient (default 3)")
     o.add_argument("--steps", type=int, default=_D.steps,

@@ -167,7 +167,8 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         if opts.refine_propose == "gradient":  # the differentiable DDS objective proposes the moves
             dds_obj = dataclasses.replace(obj, objective="dds")
             gradient = lambda m: loss_gradient(prior_module, train, m, dds_obj, seed=opts.seed, device=device)  # noqa: E731
-        binary, refined = refine_line_mask(prior_module, train, binary, mask.fixed, ~mask.excluded,
+        scored = train if opts.refine_split == "train" else val.subset(list(range(min(opts.select_slices, len(val.kspace)))))
+        binary, refined = refine_line_mask(prior_module, scored, binary, mask.fixed, ~mask.excluded,
                                            moves=opts.refine_moves, sweeps=opts.refine_sweeps,
                                            num_slices=opts.refine_slices, dds_steps=judge_steps,
                                            seed=opts.seed, gradient=gradient, tries=opts.refine_tries, progress=not opts.quiet,

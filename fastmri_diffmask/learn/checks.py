@@ -44,7 +44,8 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
     if not (opts.init_power >= 0 and opts.init_power < float("inf")):
         raise UserError(f"--init-power must be a finite number >= 0, got {opts.init_power}")
     classical = () if opts.refine_classical is None else (("refine_classical", CLASSICAL_SCORES),)
-    for name, allowed in (("export", EXPORTS), ("export_sampling", SAMPLINGS), ("export_select", SELECTS), *classical):
+    for name, allowed in (("export", EXPORTS), ("export_sampling", SAMPLINGS), ("export_select", SELECTS),
+                          ("refine_split", ("train", "val")), *classical):
         if getattr(opts, name) not in allowed:  # before any loading (a study config's learn: keys land here)
             raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got {getattr(opts, name)!r}")
     opts.objective_config().validate()  # objective names and ranges, before any loading

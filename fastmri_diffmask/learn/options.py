@@ -148,6 +148,10 @@ class LearnMaskOptions:
         (``"none"``: DDS alone), so that no move trades the classical reconstruction for the
         diffusion one; ``None`` (default): :func:`default_refine_classical`, ``"sense"`` for line
         masks at R >= 8.
+    refine_split : {"train", "val"}
+        Where the line refinement's ``refine_slices`` scoring slices come from: spread over the
+        training set (default) or the first ``select_slices`` validation slices, the export
+        judge's (the later validation slices stay held apart for choosing defaults).
     steps : int
         Adam iterations (default 0 for line masks, where on validation the Adam learning
         of the logits added nothing over its start at R = 8 and the refinement learns instead;
@@ -266,6 +270,7 @@ class LearnMaskOptions:
     refine_eta: float | None = 1.0
     refine_churn: float | None = 0.0
     refine_classical: str | None = None  # None: default_refine_classical(kind, R)
+    refine_split: str = "train"    # the slices the line refinement scores (session 13)
     steps: int = 0                 # line: Adam adds ~0 dB at R = 8; point: Adam loses 0.2-0.4 dB on val
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch
