@@ -134,7 +134,9 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel(f"seconds per slice ({res['settings']['threads']} thread)")
         ax.set_ylabel("PSNR dB")
-        ax.set_title(f"R = {r:g}, test slices (DPS: first {res['settings']['dps_slices']})", fontsize=9)
+        has_dps = any(x["method"] in ("dps", "warm-dps") for x in rows)
+        ax.set_title(f"R = {r:g}, test slices" + (f" (DPS: first {res['settings']['dps_slices']})" if has_dps else ""),
+                     fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
