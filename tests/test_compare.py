@@ -196,6 +196,27 @@ def test_shards_then_merge_equal_the_unsharded_run(study, tmp_path):
     assert json.loads((out / "paired.json").read_text()) == json.loads((full / "paired.json").read_text())
 
 
+def test_merge_with_another_reference_flips_the_paired_differences(study, tmp_path, capsys):
+    # --reference re-takes the paired differences against another mask of the config: vd minus
+    # equi is minus (equi minus vd), slice for slice; a name that is no mask is one line, exit 2.
+    import shutil
+
+    _, config, full = study
+    out = tmp_path / "reref"
+    shutil.copytree(full / "cells", out / "cells")
+    assert _compare(config, out, "--merge-only", "--reference", "vd") == 0
+    key = lambda row: (row["acceleration"], row["method"], row["metric"])  # noqa: E731
+    before = {key(r): r for r in json.loads((full / "paired.json").read_text()) if r["versus"] == "vd"}
+    after = {key(r): r for r in json.loads((out / "paired.json").read_text()) if r["versus"] == "equi"}
+    assert before and set(before) == set(after)
+    for k, row in before.items():
+        assert after[k]["mean_diff"] == pytest.approx(-row["mean_diff"], abs=1e-9)
+    capsys.readouterr()
+    assert _compare(config, out, "--merge-only", "--reference", "nope") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nope" in err and "equi" in err, err
+
+
 def test_merge_only_without_cells_exits_2(study, tmp_path, capsys):
     assert _compare(study[1], tmp_path / "empty", "--merge-only") == 2
     assert "no finished cells" in capsys.readouterr().err

@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--shard", help="run only cells i, i+n, ... as 'i/n' (default: torchrun's RANK/WORLD_SIZE, else all)")
     p.add_argument("--merge-only", action="store_true", help="only merge finished cells into the report")
     p.add_argument("--no-merge", action="store_true", help="run cells without writing the report (shards)")
+    p.add_argument("--reference", help="mask the report's paired differences are taken against (default: the "
+                                       "config's reference), e.g. start with --merge-only for learned minus start")
     add_device_argument(p)
     p.set_defaults(func=run)
 
@@ -27,6 +29,11 @@ def run(args) -> int:
     from ..compare.config import load_config
 
     cfg = load_config(args.config)
+    if args.reference is not None:
+        names = [m.name for m in cfg.masks]
+        if args.reference not in names:
+            raise UserError(f"--reference {args.reference!r} is not a mask of {args.config}; its masks: {', '.join(names)}")
+        cfg.reference = args.reference
     return run_config(cfg, Path(args.out or cfg.out), shard=args.shard, merge_only=args.merge_only,
                       no_merge=args.no_merge, device=args.device)
 
