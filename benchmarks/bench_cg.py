@@ -13,24 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
+from _timing import median_seconds
 
 from fastmri_diffmask.physics import MultiCoilOperator, reshift, unshift
 from fastmri_diffmask.sample.schedule import data_consistency
-
-
-def _time(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -59,9 +47,9 @@ def main() -> None:
     centred_out, shifted_out = op.normal(x), reshift(shifted.normal(xs))
     row = {
         "batch": a.batch, "coils": a.coils, "size": a.size, "threads": a.threads, "cg_iters": a.iters,
-        "normal_centred_s": _time(lambda: op.normal(x), a.repeats),
-        "normal_shifted_s": _time(lambda: shifted.normal(xs), a.repeats),
-        "data_consistency_s": _time(lambda: data_consistency(op, y, x, 0.05, a.iters), a.repeats),
+        "normal_centred_s": median_seconds(lambda: op.normal(x), a.repeats),
+        "normal_shifted_s": median_seconds(lambda: shifted.normal(xs), a.repeats),
+        "data_consistency_s": median_seconds(lambda: data_consistency(op, y, x, 0.05, a.iters), a.repeats),
         "max_rel_diff": float((centred_out - shifted_out).abs().max() / centred_out.abs().max()),
     }
     print(json.dumps(row))

@@ -14,21 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
-
-
-def _time(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from _timing import median_seconds
 
 
 def _input(batch: int, size: int) -> torch.Tensor:
@@ -65,13 +53,13 @@ def main():
                 prior.precision = precision
                 with torch.no_grad():
                     outs[precision] = prior(x, sigma)
-                    row[f"forward_s_{precision}"] = round(_time(lambda: prior(x, sigma), a.repeats), 4)
+                    row[f"forward_s_{precision}"] = round(median_seconds(lambda: prior(x, sigma), a.repeats), 4)
 
                 def forward_backward():
                     xg = x.clone().requires_grad_(True)
                     prior(xg, sigma).square().sum().backward()
 
-                row[f"forward_backward_s_{precision}"] = round(_time(forward_backward, a.repeats), 4)
+                row[f"forward_backward_s_{precision}"] = round(median_seconds(forward_backward, a.repeats), 4)
             prior.precision = "float32"
             row["speedup_forward"] = round(row["forward_s_float32"] / row["forward_s_bfloat16"], 2)
             row["speedup_forward_backward"] = round(row["forward_backward_s_float32"] / row["forward_backward_s_bfloat16"], 2)
