@@ -7,6 +7,9 @@
 :func:`~fastmri_diffmask.sample.schedule.data_consistency` solve (``--iters`` CG iterations), on a
 random line mask keeping 30% of the columns. Median of ``--repeats`` after two warm-ups, same
 process; ``max_rel_diff`` is the largest ``|centred - shifted| / max|centred|`` of ``A^H A``.
+``normal_two_pass_s`` is the shift-free ``A^H A`` written as before session 13 (the mask applied
+twice, the coils combined through the lazy ``conj()`` view) against ``normal_shifted_s``, today's
+``normal`` (mask squared once, conjugate maps materialised once).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import torch
 from _timing import median_seconds
 
-from fastmri_diffmask.physics import MultiCoilOperator, reshift, unshift
+from fastmri_diffmask.physics import MultiCoilOperator, combine_coils, fft2, ifft2, reshift, unshift
 from fastmri_diffmask.sample.schedule import data_consistency
 
 
@@ -45,12 +48,16 @@ def main() -> None:
     y = op.forward(x)
     xs = unshift(x)
     centred_out, shifted_out = op.normal(x), reshift(shifted.normal(xs))
+    s_maps, s_mask = shifted.sens_maps, shifted.mask
+    two_pass = lambda: combine_coils(ifft2(fft2(s_maps * xs.unsqueeze(-3)) * s_mask * s_mask), s_maps)  # noqa: E731
     row = {
         "batch": a.batch, "coils": a.coils, "size": a.size, "threads": a.threads, "cg_iters": a.iters,
         "normal_centred_s": median_seconds(lambda: op.normal(x), a.repeats),
         "normal_shifted_s": median_seconds(lambda: shifted.normal(xs), a.repeats),
+        "normal_two_pass_s": median_seconds(two_pass, a.repeats),
         "data_consistency_s": median_seconds(lambda: data_consistency(op, y, x, 0.05, a.iters), a.repeats),
         "max_rel_diff": float((centred_out - shifted_out).abs().max() / centred_out.abs().max()),
+        "max_rel_diff_two_pass": float((two_pass() - shifted.normal(xs)).abs().max() / centred_out.abs().max()),
     }
     print(json.dumps(row))
     if a.out:
