@@ -89,6 +89,38 @@ def test_training_lowers_loss_and_resume_is_exact(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_cosine_lr_schedule_endpoints_and_resumed_decay():
+    """Warm-up, then cosine from lr at ``lr_decay_start`` to 0 after the last step, monotone."""
+    from fastmri_diffmask.prior.train import learning_rate
+
+    cfg = TrainConfig(steps=100, lr=1e-3, warmup=10, lr_schedule="cosine", lr_decay_start=40)
+    lrs = [learning_rate(s, cfg) for s in range(cfg.steps)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # linear warm-up
+    assert lrs[39] == pytest.approx(1e-3)                                   # constant until the decay starts
+    assert lrs[69] == pytest.approx(0.5e-3)                                 # half-way: cos(pi/2)
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(b <= a for a, b in zip(lrs[10:], lrs[11:]))
+    const = TrainConfig(steps=100, lr=1e-3, warmup=10)
+    assert learning_rate(99, const) == pytest.approx(1e-3)
+
+
+def test_resume_with_decay_matches_uninterrupted_decay(tmp_path):
+    """A run resumed with a cosine decay from its checkpoint step ends where one uninterrupted run
+    with the same schedule ends (the schedule is a function of the step only)."""
+    imgs = _images(n=8, size=16)
+    cfg = TrainConfig(steps=12, batch=4, lr=2e-3, warmup=2, preset="tiny", checkpoint_every=6, log_every=3,
+                      lr_schedule="cosine", lr_decay_start=6)
+    full = train_prior(imgs, tmp_path / "full.safetensors", cfg, progress=False)
+    train_prior(imgs, tmp_path / "part.safetensors", TrainConfig(**{**cfg.__dict__, "steps": 6, "lr_schedule": "constant"}),
+                progress=False)
+    resumed = train_prior(imgs, tmp_path / "part.safetensors", cfg, resume=True, progress=False)
+    a, b = full["_ema"].state_dict(), resumed["_ema"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(UserError, match="lr-schedule"):
+        train_prior(imgs, tmp_path / "bad.safetensors", TrainConfig(steps=2, preset="tiny", lr_schedule="step"),
+                    progress=False)
+
+
 def test_resume_from_committed_shards_is_exact(tmp_path):
     """A checkpoint split into shards (the form committed to git) resumes to the same weights."""
     imgs = _images(n=8, size=16)

@@ -19,6 +19,10 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                   help="constant (default): --lr after the warm-up; cosine: decay to 0 at --steps from "
+                        "--lr-decay-start (e.g. the step a resumed run starts at)")
+    p.add_argument("--lr-decay-start", type=int, default=0, metavar="STEP")
     p.add_argument("--size-preset", default="small", help="tiny | small (default) | medium | large")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--checkpoint-every", type=int, default=200)
@@ -54,6 +58,8 @@ def run(args) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     if not args.lr > 0:
         raise UserError("--lr must be > 0")
+    if not 0 <= args.lr_decay_start < args.steps:
+        raise UserError(f"--lr-decay-start must be in [0, --steps) = [0, {args.steps}), got {args.lr_decay_start}")
     if args.num_train is not None and args.num_train < 1:
         raise UserError("--num-train must be >= 1")
     if args.init is not None:  # before the data are read
@@ -77,7 +83,7 @@ def run(args) -> int:
                                                    readout_crop=args.readout_crop)]
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, preset=args.size_preset, seed=args.seed,
                       checkpoint_every=args.checkpoint_every, ema_decay=args.ema_decay, augment=args.augment,
-                      init=args.init)
+                      init=args.init, lr_schedule=args.lr_schedule, lr_decay_start=args.lr_decay_start)
     t0 = time.time()
     images = groups[0].images if len(groups) == 1 else [g.images for g in groups]
     card = train_prior(images, out, cfg, resume=args.resume, device=args.device,

@@ -1,6 +1,7 @@
 """Train an EDM denoiser prior on complex MR images (CPU or GPU, optionally DDP).
 
-EDM loss and sigma distribution (Karras et al. 2022), Adam with a linear warm-up, EMA weights
+EDM loss and sigma distribution (Karras et al. 2022), Adam with a linear warm-up (then a constant
+lr, or a cosine decay to 0 at the last step from ``lr_decay_start``: :func:`learning_rate`), EMA weights
 with EDM's ramp-up (``beta = min(decay, (1 + step) / (10 + step))``), left-right flips and a
 random global phase (MR images have no absolute phase), checkpoints every N steps, and exact
 resume: every random draw comes from one ``torch.Generator`` whose state is checkpointed, so a
@@ -53,6 +54,24 @@ class TrainConfig:
     log_every: int = 50
     augment: str = "basic"
     init: str | None = None
+    lr_schedule: str = "constant"  # or "cosine" (learning_rate)
+    lr_decay_start: int = 0
+
+
+#: ``TrainConfig.lr_schedule`` values.
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """The lr of (0-based) ``step``: ``cfg.lr`` after a linear warm-up over ``cfg.warmup`` steps;
+    with ``lr_schedule="cosine"`` it then falls as ``(1 + cos(pi t)) / 2`` from ``lr_decay_start``
+    (t = 0) to 0 after the last step (t = 1): the cosine annealing of Loshchilov & Hutter, "SGDR",
+    ICLR 2017, without restarts. A resumed run can start its decay where the checkpoint stopped."""
+    lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+    if cfg.lr_schedule == "cosine" and step >= cfg.lr_decay_start:
+        t = (step + 1 - cfg.lr_decay_start) / max(cfg.steps - cfg.lr_decay_start, 1)
+        lr *= 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+    return lr
 
 
 def scaled_training_images(images: torch.Tensor) -> torch.Tensor:
@@ -150,6 +169,8 @@ def train_prior(images: torch.Tensor | Sequence[torch.Tensor], out: str | Path, 
     """
     if cfg.augment not in MODES:
         raise UserError(f"unknown --augment {cfg.augment!r}; use one of {', '.join(MODES)}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise UserError(f"unknown --lr-schedule {cfg.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
     if cfg.preset not in PRESETS:
         raise UserError(f"unknown --size-preset {cfg.preset!r}; use one of {', '.join(PRESETS)}")
     dev = resolve_device(device)
@@ -205,7 +226,7 @@ def train_prior(images: torch.Tensor | Sequence[torch.Tensor], out: str | Path, 
         sigma = sample_sigma(cfg.batch, gen).to(dev)
         noise = torch.randn(x0.shape, generator=gen).to(dev)
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+            group["lr"] = learning_rate(step, cfg)
         loss = edm_loss(net, x0, sigma, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
