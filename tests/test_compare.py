@@ -426,3 +426,48 @@ def test_bad_method_option_values_are_one_line_errors(opt, needle):
     raw["methods"] = [{"name": "dps", "cg_iters": 5}]
     with pytest.raises(UserError, match="unknown option"):
         parse_config(raw, base=".", where="cfg")
+
+
+def test_a_reused_learned_mask_learned_with_other_options_is_refused(tmp_path):
+    """compare reuses ``out/masks/<name>_R<R>.safetensors``, but only when the options it was learned
+    with (recorded in the file, defaults resolved) and its prior are what the config gives now."""
+    import dataclasses
+
+    from fastmri_diffmask.compare.engine import check_learned_masks
+    from fastmri_diffmask.learn.options import LearnMaskOptions
+    from fastmri_diffmask.masks.file import MaskFile, save_mask_file
+
+    cfg_dict = _config(tmp_path / "data", masks=[{"name": "l", "type": "learned_diffusion", "learn": {}}],
+                       methods=["zero-filled"], reference=None, accelerations=[4], num_low_frequencies={4: 6})
+    cfg = load_config(_write_config(tmp_path / "s.yaml", cfg_dict))
+    cells = all_cells(cfg)
+    sha = "ab" * 32
+    as_learned = LearnMaskOptions(seed=cfg.seed, num_low_frequencies=6).resolved("line", 4.0).record()
+
+    def write(options, prior_sha=sha):
+        m = np.zeros(N, bool)
+        m[N // 2 - 3:N // 2 + 3] = True  # the centre of 6, plus 2 more lines: 8 = 32 / 4
+        m[[3, 27]] = True
+        meta = {"prior": {"sha256": prior_sha}, **({"options": options} if options is not None else {})}
+        save_mask_file(tmp_path / "masks" / "l_R4.safetensors",
+                       MaskFile(mask=m, probabilities=np.full(N, 0.25), logits=np.zeros(N), kind="line",
+                                acceleration=4.0, num_low_frequencies=6, metadata=meta))
+
+    (tmp_path / "masks").mkdir()
+    write(as_learned)
+    check_learned_masks(cfg, cells, tmp_path, sha)  # same options, same prior: reused
+    write({k: v for k, v in as_learned.items() if k != "refine_split"})  # an option added since: its default
+    check_learned_masks(cfg, cells, tmp_path, sha)
+    write(None)  # written before options were recorded: taken as it is
+    check_learned_masks(cfg, cells, tmp_path, sha)
+    write({**as_learned, "refine_classical": "sense"})  # e.g. a default that changed since
+    with pytest.raises(UserError, match=r"refine_classical = 'sense', the config now gives 'none'"):
+        check_learned_masks(cfg, cells, tmp_path, sha)
+    write(as_learned, prior_sha="cd" * 32)
+    with pytest.raises(UserError, match="prior sha256"):
+        check_learned_masks(cfg, cells, tmp_path, sha)
+    write(as_learned)
+    spec = dataclasses.replace(cfg.masks[0], learn={"refine_sweeps": 1})
+    changed = dataclasses.replace(cfg, masks=[spec])
+    with pytest.raises(UserError, match="refine_sweeps = 2, the config now gives 1"):
+        check_learned_masks(changed, all_cells(changed), tmp_path, sha)

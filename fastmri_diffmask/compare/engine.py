@@ -70,19 +70,62 @@ def learned_mask_path(cfg: StudyConfig, spec: MaskSpec, acceleration: float, out
     path = out / "masks" / f"{spec.name}_R{acceleration:g}.safetensors"
     if path.is_file():
         return path
-    from ..learn.api import LearnMaskOptions, learn_mask_file
+    from ..learn.api import learn_mask_file
+
+    try:
+        options = learn_options(cfg, spec, acceleration, progress)
+        return learn_mask_file(cfg.data, path, acceleration, cfg.prior, cfg.kind, device=device,
+                               **dataclasses.asdict(options))
+    except UserError as e:
+        raise UserError(f"learning mask {spec.name!r} at R={acceleration:g} failed: {e}") from None
+
+
+def learn_options(cfg: StudyConfig, spec: MaskSpec, acceleration: float, progress: bool = True):
+    """The :class:`~fastmri_diffmask.learn.options.LearnMaskOptions` the study learns ``spec`` with:
+    the study's seed, readout grid and centre width, overridden by the mask's ``learn`` keys."""
+    from ..learn.options import LearnMaskOptions
 
     study = {"seed": cfg.seed, "readout_crop": cfg.readout_crop}  # the study's readout grid, as its data
     if not progress:
         study["quiet"] = True
     if cfg.nlf(acceleration) is not None:
         study["num_low_frequencies"] = cfg.nlf(acceleration)  # else learn-mask's default = study_nlf
-    try:
-        options = LearnMaskOptions.from_flags(study, spec.learn or {})  # the mask's learn flags win
-        return learn_mask_file(cfg.data, path, acceleration, cfg.prior, cfg.kind, device=device,
-                               **dataclasses.asdict(options))
-    except UserError as e:
-        raise UserError(f"learning mask {spec.name!r} at R={acceleration:g} failed: {e}") from None
+    return LearnMaskOptions.from_flags(study, spec.learn or {})  # the mask's learn flags win
+
+
+def check_learned_masks(cfg: StudyConfig, cells: list[Cell], out: Path, prior_sha: str | None) -> None:
+    """Refuse to reuse a mask already learned into ``out/masks`` when the config (or a changed
+    learn-mask default) now gives other options, or the study's prior differs from the one it was
+    learned with: one line naming the file and the first difference. Mask files written before
+    options were recorded (``options`` in the metadata) are taken as they are."""
+    from ..learn.options import LearnMaskOptions
+    from ..masks.file import load_mask_file
+    from ..prior.weights import prior_path
+    from ..utils import file_sha256
+
+    seen = set()
+    for cell in cells:
+        spec, r = cell.mask, cell.acceleration
+        path = out / "masks" / f"{spec.name}_R{r:g}.safetensors"
+        if spec.type != LEARNED or spec.file or (spec.name, r) in seen or not path.is_file():
+            continue
+        seen.add((spec.name, r))
+        meta = load_mask_file(path).metadata
+        stored = meta.get("options")
+        if stored is None:
+            continue
+        now = json.loads(json.dumps(learn_options(cfg, spec, r).resolved(cfg.kind, r).record()))
+        defaults = json.loads(json.dumps(LearnMaskOptions().resolved(cfg.kind, r).record()))
+        stored = {**defaults, **stored}  # an option added since the file was written: its default
+        diff = [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
+        sha = meta.get("prior", {}).get("sha256")
+        want = prior_sha or file_sha256(prior_path(cfg.prior))
+        if not diff and sha and sha != want:
+            diff, stored, now = ["prior sha256"], {"prior sha256": sha[:12]}, {"prior sha256": want[:12]}
+        if diff:
+            key = diff[0]
+            raise UserError(f"{path} was learned with {key} = {stored.get(key)!r}, the config now gives "
+                            f"{now.get(key)!r}; use another --out (or delete the mask file) to learn it again")
 
 
 def make_cell_mask(cfg: StudyConfig, cell: Cell, shape: tuple[int, int], out: Path, device="auto", acquired=None):
@@ -152,6 +195,7 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
             print(f"all {len(cells)} cells are finished; nothing to run")
         return sorted(cell_dir.glob("*.json")) if cell_dir.is_dir() else []
     check_mask_files(cfg, todo)
+    check_learned_masks(cfg, todo, out, prior_sha)
     ensure_data(cfg)
     data = load_slices(cfg.data, cfg.split, num_slices=cfg.num_slices,  # a mixed folder: its most common size
                        sens_backend="file" if cfg.sens_maps == "file" else "none", readout_crop=cfg.readout_crop,

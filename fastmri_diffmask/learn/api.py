@@ -144,8 +144,8 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                                    checkpoint=ckpt, resume=opts.resume, **common)
         binary = export_mask(mask, history, opts.export)
     refined = None
-    judge_steps = opts.refine_dds_steps or REFINE_DDS_STEPS[kind]  # the refinement judge's DDS steps
-    classical = opts.refine_classical or default_refine_classical(kind, acceleration)
+    resolved = opts.resolved(kind, acceleration)
+    judge_steps, classical = resolved.refine_dds_steps, resolved.refine_classical  # the refinement judge
     if opts.refine_sweeps and kind == "point":  # reweight the density's rings, export as the judge's candidate did
         from .greedy_search import TrainingScorer
         from .refine_density import refine_point_density
@@ -189,6 +189,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
         "validation": history.get("val", []), "wall_seconds": round(time.time() - t0, 1),
         # the grid the mask was learned on: rows after --readout-crop (line masks do not depend on them)
         "readout": {"crop": opts.readout_crop, "rows": int(h), "columns": int(w)},
+        "options": resolved.record(),  # compare checks a reused mask file against these
     }
     if "export" in history:  # sampled/best: the candidates' validation scores and the winner
         meta["export_choice"] = {k: history["export"][k] for k in ("scores", "chosen", "labels", "chosen_label")

@@ -302,6 +302,18 @@ class LearnMaskOptions:
     precision: str = "auto"        # the prior network's arithmetic in every objective and judge
     quiet: bool = False
 
+    def resolved(self, kind: str, acceleration: float) -> "LearnMaskOptions":
+        """These options with the defaults that depend on ``kind`` and ``acceleration`` filled in
+        (``refine_dds_steps``, ``refine_classical``): what a run actually uses, as recorded in the
+        mask file (``options``) and checked when a study reuses it."""
+        return dataclasses.replace(self, refine_dds_steps=self.refine_dds_steps or REFINE_DDS_STEPS[kind],
+                                   refine_classical=self.refine_classical or default_refine_classical(kind, acceleration))
+
+    def record(self) -> dict:
+        """The options as written to a mask file: every field but the run-control ones
+        (``quiet``, ``resume``: they do not change the mask)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("quiet", "resume")}
+
     def objective_config(self) -> ObjectiveConfig:
         """The :class:`~fastmri_diffmask.learn.objective.ObjectiveConfig` these options name."""
         return ObjectiveConfig(objective=self.objective, loss=self.loss, eta=self.eta, p_mean=self.sigma_mean,
