@@ -5,7 +5,7 @@ columns) could gain on these slices if its judge were perfect, so a target it ca
 out of reach of the refinement, not a matter of tuning.
 
     python benchmarks/oracle_refinement.py runs/s13/ldd128/masks/start_R8.safetensors \
-        --out runs/s15/oracle_R8.safetensors [--split test] [--slices 12] [--propose all]
+        --out runs/s15/oracle_R8.safetensors [--split test] [--slices 12] [--sweeps 2]
 
 Writes a mask file (learn-mask's format, ``meta["oracle"]`` recording split and judge) that a
 compare config takes as ``{type: learned_diffusion, file: ...}``; score it there, beside the start
@@ -13,21 +13,23 @@ and the default learned mask, under the test-time reconstructions (DPS, BART).
 
 Judge: learn-mask's resolved defaults for the file's kind and R (``LearnMaskOptions.resolved``:
 warm-started DDS-15, CG-SENSE averaged in at R >= 8), all 1-3 column moves of every free line
-judged (``--propose all``), ``--sweeps`` passes.
+judged (no gradient proposals), ``--sweeps`` passes; columns outside the data's acquired range
+are never sampled, as in learn-mask. Bad input (mask file, split, sizes) is one line, exit 2.
 """
 
 import argparse
 import dataclasses
 import json
+import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 
-def main() -> None:
+def run() -> None:
     from fastmri_diffmask.dataset import load_slices
+    from fastmri_diffmask.errors import UserError
     from fastmri_diffmask.learn.options import LearnMaskOptions
     from fastmri_diffmask.learn.refine import refine_line_mask
     from fastmri_diffmask.masks.bernoulli import BernoulliMask
@@ -46,13 +48,20 @@ def main() -> None:
 
     mf = load_mask_file(args.mask)
     if mf.kind != "line":
-        raise SystemExit("oracle_refinement.py: line masks only (point masks refine a density)")
-    opts = LearnMaskOptions().resolved("line", mf.acceleration)
+        raise UserError(f"{args.mask} is a {mf.kind} mask; the oracle refines line masks (learn-mask --kind line)")
+    if args.slices < 1 or args.sweeps < 1:
+        raise UserError(f"--slices and --sweeps must be >= 1, got {args.slices} and {args.sweeps}")
     data = load_slices(args.data, args.split)
-    prior = load_prior(args.prior, device="cpu")
     w = data.kspace.shape[-1]
-    bm = BernoulliMask((w,), mf.acceleration, mf.num_low_frequencies, kind="line")
-    start = torch.from_numpy((np.asarray(mf.mask) > 0.5).reshape(-1, w)[0].astype(np.float32))
+    if mf.shape != (w,):
+        raise UserError(f"{args.mask} has {mf.shape[-1]} phase-encode columns but the {args.split} slices have {w}; "
+                        "use a mask learned at this size")
+    if args.slices > data.kspace.shape[0]:
+        raise UserError(f"--slices {args.slices}: the {args.split} split has only {data.kspace.shape[0]} slices")
+    opts = LearnMaskOptions().resolved("line", mf.acceleration)
+    prior = load_prior(args.prior, device="cpu")
+    bm = BernoulliMask((w,), mf.acceleration, mf.num_low_frequencies, kind="line", acquired=data.acquired_range)
+    start = torch.from_numpy((np.asarray(mf.mask) > 0.5).astype(np.float32))
     t0 = time.time()
     refined, hist = refine_line_mask(prior, data, start, bm.fixed, ~bm.excluded, moves=opts.refine_moves,
                                      sweeps=args.sweeps, num_slices=args.slices, dds_steps=opts.refine_dds_steps,
@@ -70,6 +79,16 @@ def main() -> None:
     print(json.dumps({"out": args.out, "judge_start": round(hist["start"], 3), "judge_end": round(hist["end"], 3),
                       "moves": [(m["from"], m["to"]) for m in hist["moves"]], "lines": lines,
                       "reconstructions": hist["reconstructions"], "wall_seconds": wall}))
+
+
+def main() -> None:
+    from fastmri_diffmask.errors import UserError
+
+    try:
+        run()
+    except UserError as err:  # one line, exit 2, nothing written (the mask file is written last, atomically)
+        print(f"oracle_refinement.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
