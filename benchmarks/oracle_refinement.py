@@ -5,7 +5,7 @@ columns) could gain on these slices if its judge were perfect, so a target it ca
 out of reach of the refinement, not a matter of tuning.
 
     python benchmarks/oracle_refinement.py runs/s13/ldd128/masks/start_R8.safetensors \
-        --out runs/s15/oracle_R8.safetensors [--split test] [--slices 12] [--sweeps 2]
+        --out runs/s15/oracle_R8.safetensors [--split test] [--slices 12 | --indices 0 1 2 3 4 5] [--sweeps 2]
 
 Writes a mask file (learn-mask's format, ``meta["oracle"]`` recording split and judge) that a
 compare config takes as ``{type: learned_diffusion, file: ...}``; score it there, beside the start
@@ -42,6 +42,9 @@ def run() -> None:
     ap.add_argument("--data", default="runs/data")
     ap.add_argument("--split", default="test", help="the slices the oracle judge scores (default test)")
     ap.add_argument("--slices", type=int, default=12, help="how many of them, spread over the split")
+    ap.add_argument("--indices", type=int, nargs="+", default=None,
+                    help="score these slices of the split instead (e.g. 0 1 2 3 4 5: a cross-fitted oracle "
+                         "whose other slices stay unseen); overrides --slices")
     ap.add_argument("--sweeps", type=int, default=2)
     ap.add_argument("--prior", default="default")
     args = ap.parse_args()
@@ -56,6 +59,14 @@ def run() -> None:
     if mf.shape != (w,):
         raise UserError(f"{args.mask} has {mf.shape[-1]} phase-encode columns but the {args.split} slices have {w}; "
                         "use a mask learned at this size")
+    n = data.kspace.shape[0]
+    if args.indices is not None:
+        bad = [i for i in args.indices if not 0 <= i < n]
+        if bad or len(set(args.indices)) != len(args.indices):
+            raise UserError(f"--indices {' '.join(map(str, args.indices))}: give distinct slice indices in "
+                            f"0..{n - 1} (the {args.split} split has {n} slices)")
+        data = data.subset(sorted(args.indices))
+        args.slices = len(args.indices)
     if args.slices > data.kspace.shape[0]:
         raise UserError(f"--slices {args.slices}: the {args.split} split has only {data.kspace.shape[0]} slices")
     opts = LearnMaskOptions().resolved("line", mf.acceleration)
@@ -69,7 +80,7 @@ def run() -> None:
                                      eta=opts.refine_eta, churn=opts.refine_churn, classical=opts.refine_classical)
     wall = round(time.time() - t0, 1)
     meta = dict(mf.metadata)
-    meta["oracle"] = {"split": args.split, "slices": hist["slices"], "from": args.mask, "wall_seconds": wall,
+    meta["oracle"] = {"split": args.split, "slices": hist["slices"], "indices": args.indices, "from": args.mask, "wall_seconds": wall,
                       "judge": {"dds_steps": opts.refine_dds_steps, "classical": opts.refine_classical,
                                 "init": opts.refine_init, "propose": "all", "sweeps": args.sweeps}}
     meta["refine"] = hist
