@@ -7,7 +7,8 @@ Same cases as ``tune_dds.py`` (the study's fixed line masks, seed 0, centres of 
 ESPIRiT (BART) maps, the first ``--num-slices`` validation slices), so the rows compare with
 DDS-50's there. ``--reference`` adds DDS at its defaults (50 steps from noise at sigma_max) and
 ``--bart`` BART ``pics -l1`` (validated lamda) per case, timed in the same process and conditions.
-``--etas none`` is today's deterministic step rule. Seconds are wall time per slice (batch of all
+``--etas none`` is today's deterministic step rule; ``--sigma-mins`` and ``--rhos`` vary the end and
+the spacing of EDM's schedule (defaults 0.002 and 7). Seconds are wall time per slice (batch of all
 slices, ``--threads`` torch threads, after a warm-up) and include the start estimate; ``nfe`` is
 the number of denoiser evaluations, the timing-free cost. Prints and appends JSON lines to --out.
 """
@@ -38,6 +39,8 @@ def main():
     p.add_argument("--cg-iters", type=int, nargs="+", default=[5])
     p.add_argument("--churn", type=float, nargs="+", default=[0.0])
     p.add_argument("--dc-weight", type=float, default=0.01)
+    p.add_argument("--sigma-mins", type=float, nargs="+", default=[0.002], help="last noise level of the schedule")
+    p.add_argument("--rhos", type=float, nargs="+", default=[7.0], help="EDM's schedule exponent rho")
     p.add_argument("--reference", action="store_true", help="add DDS at its defaults (50 steps from noise)")
     p.add_argument("--bart", action="store_true", help="add BART pics -l1 (validated lamda)")
     p.add_argument("--threads", type=int, default=1)
@@ -56,8 +59,9 @@ def main():
     set_precision(prior, a.precision)
     with torch.no_grad():  # warm-up
         prior(torch.zeros(len(k), 2, *k.shape[-2:]), torch.ones(len(k)))
-    settings = [dict(init=i, sigma_start=s, steps=n, eta=e, cg_iters=c, churn=ch, dc_weight=a.dc_weight)
-                for i, s, n, e, c, ch in itertools.product(a.inits, a.sigma_starts, a.steps, a.etas, a.cg_iters, a.churn)]
+    settings = [dict(init=i, sigma_start=s, steps=n, eta=e, cg_iters=c, churn=ch, dc_weight=a.dc_weight, sigma_min=lo, rho=rho)
+                for i, s, n, e, c, ch, lo, rho in itertools.product(a.inits, a.sigma_starts, a.steps, a.etas, a.cg_iters,
+                                                                    a.churn, a.sigma_mins, a.rhos)]
     if a.reference:
         settings.insert(0, dict(init="noise", sigma_start=None, eta=None, **DDS_DEFAULTS))
     with open(a.out, "a") as log:

@@ -155,7 +155,7 @@ def test_warm_start_reaches_recon_settings_compare_and_the_model():
     k = MultiCoilOperator(maps, torch.ones_like(mask)).forward(x)
     warm = dict(init="sense", sigma_start=1.0, eta=1.0)
     want = dds_reconstruct(prior, k * mask, mask, maps, steps=6, churn=0.0, generator=torch.Generator().manual_seed(0),
-                           progress=False, **warm)
+                           progress=False, sigma_min="auto", **warm)  # the entry points' schedule end
     s = ReconSettings(method="dds", steps=6, churn=0.0, prior=prior, device="cpu", **warm)
     got = reconstruct_slices(k.numpy(), mask[0, 0].expand(x.shape[-2:]).numpy(), maps.numpy(), 2.0, s)
     np.testing.assert_allclose(got, want.abs().numpy(), rtol=1e-5, atol=1e-6)
@@ -180,10 +180,56 @@ def test_recon_refuses_bad_warm_start_flags_before_writing(tmp_path, capsys):
     cases = [(["--method", "dds", "--dds-init", "magic"], "init"), (["--method", "dds", "--sigma-start", "0"], "sigma_start"),
              (["--method", "dds", "--dds-eta", "2"], "eta"), (["--method", "dps", "--dds-eta", "1"], "--method dds"),
              (["--method", "zero-filled", "--sigma-start", "1"], "--method dps or dds"),
-             (["--method", "dps", "--init", "cs"], "init")]
+             (["--method", "dps", "--init", "cs"], "init"), (["--method", "dps", "--sigma-min", "0.01"], "DDS option"),
+             (["--method", "dds", "--sigma-min", "0"], "--sigma-min"),
+             (["--method", "dds", "--sigma-min", "0.6"], "--sigma-min")]
     for i, (flags, needle) in enumerate(cases):
         out = tmp_path / f"out{i}"
         assert main(base + flags + ["--out", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err, err
         assert not out.exists()
+
+
+def test_schedule_end_rises_with_the_acceleration_and_is_clamped():
+    from fastmri_diffmask.sample.dds import default_sigma_min
+
+    values = [default_sigma_min(r) for r in (1.5, 4, 6, 8, 12, 20)]
+    assert values[0] == values[1] == pytest.approx(0.005) and values[-1] == values[-2] == pytest.approx(0.02)
+    assert values[3] == pytest.approx(0.01)
+    assert all(a < b for a, b in zip(values[1:-1], values[2:-1]))
+
+
+def test_auto_schedule_end_is_the_explicit_value_of_the_masks_acceleration():
+    from fastmri_diffmask.sample.dds import default_sigma_min
+    from fastmri_diffmask.sample.schedule import mask_acceleration
+
+    prior, x, maps = _problem(seed=3)
+    mask = _line_mask(x.shape[-1])
+    y = MultiCoilOperator(maps, mask).forward(x)
+    r = mask_acceleration(mask, x.shape[-2:])
+    kw = dict(steps=4, init="sense", sigma_start=0.5, eta=1.0, churn=0.0, progress=False)
+    run = lambda end: dds_reconstruct(prior, y, mask, maps, generator=torch.Generator().manual_seed(0), sigma_min=end, **kw)
+    auto, explicit, edm = run("auto"), run(default_sigma_min(r)), run(0.002)
+    assert torch.equal(auto, explicit)
+    assert not torch.allclose(auto, edm)  # the end of the schedule changes the result
+    for bad in (0.0, -1.0, "high", True):
+        with pytest.raises(UserError):
+            run(bad)
+
+
+def test_compare_and_the_model_take_the_schedule_end():
+    from fastmri_diffmask.compare.config import _method_spec
+    from fastmri_diffmask.sample.model import DiffusionPosteriorModel
+
+    assert _method_spec({"name": "dds", "sigma_min": "auto"}, "cfg").options == {"sigma_min": "auto"}
+    assert _method_spec({"name": "dds", "sigma_min": 0.002}, "cfg").options == {"sigma_min": 0.002}
+    for bad in ({"name": "dds", "sigma_min": 0}, {"name": "dds", "sigma_min": 1.5}, {"name": "dds", "sigma_min": "x"},
+                {"name": "dps", "sigma_min": 0.01}, {"name": "dds", "sigma_min": 0.6, "sigma_start": 0.5}):
+        with pytest.raises(UserError):
+            _method_spec(bad, "cfg")
+    assert DiffusionPosteriorModel(GaussianPrior.fit(torch.randn(4, 8, 8, dtype=torch.complex64)), sampler="dds",
+                                   device="cpu").options["sigma_min"] == "auto"
+    for bad in (dict(sampler="dds", sigma_min=-1.0), dict(sampler="dps", sigma_min=0.01)):
+        with pytest.raises(UserError):
+            DiffusionPosteriorModel(GaussianPrior.fit(torch.randn(4, 8, 8, dtype=torch.complex64)), device="cpu", **bad)

@@ -52,6 +52,9 @@ def register(sub) -> None:
                    help="DPS / DDS: first noise level of the schedule (default 0.5; with --init noise alone: sigma_max = 80)")
     p.add_argument("--dds-eta", type=float, default=None,
                    help="DDS: fresh-noise fraction of each step in [0, 1] (default 1; 0: the deterministic step)")
+    p.add_argument("--sigma-min", type=float, default=None,
+                   help="DDS: last noise level of the schedule (default: by the acceleration, 0.005 at R <= 4 "
+                        "rising to 0.02 at R >= 12, chosen on validation; 0.002: EDM's, the sampler before session 16)")
     p.add_argument("--batch", type=int, default=4, help="DPS / DDS slices per batch")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="DPS / DDS: the network's arithmetic (default float32; bfloat16 about 2x faster on CPUs with "
@@ -135,6 +138,9 @@ def run(args) -> int:
                         "use --method dps or dds")
     if args.method != "dds" and args.dds_eta is not None:
         raise UserError("--dds-eta: a DDS option; use --method dds")
+    if args.sigma_min is not None and (args.method != "dds" or not 0 < args.sigma_min < 1):
+        raise UserError(f"--sigma-min is a DDS option, a number in (0, 1) below --sigma-start; got {args.sigma_min} "
+                        f"with --method {args.method}")
     from ..sample.defaults import check_dps_consistency, resolve_sampler_options
     from ..sample.warm_start import check_eta, check_warm_start
 
@@ -143,9 +149,9 @@ def run(args) -> int:
         check_eta(args.dds_eta)
         if args.method in DIFFUSION_METHODS:
             sampler = resolve_sampler_options(args.method, init=args.dds_init, sigma_start=args.sigma_start)
-            check_warm_start(sampler["init"], sampler["sigma_start"])
+            check_warm_start(sampler["init"], sampler["sigma_start"], args.sigma_min or 0.002)
     except UserError as e:
-        raise UserError(f"--init / --sigma-start / --dds-eta: {e}") from None
+        raise UserError(f"--init / --sigma-start / --sigma-min / --dds-eta: {e}") from None
     if args.method == "dps":
         try:
             check_dps_consistency(resolve_sampler_options("dps", dc_weight=args.dc_weight, dc_every=args.dc_every))
@@ -158,7 +164,7 @@ def run(args) -> int:
     files = list_h5(args.data, args.split)
     s = ReconSettings(method=args.method, lamda=args.lamda, max_iter=args.max_iter, steps=args.steps, zeta=args.zeta,
                       churn=args.churn, dc_weight=args.dc_weight, dc_every=args.dc_every, cg_iters=args.cg_iters, batch=args.batch,
-                      init=args.dds_init, sigma_start=args.sigma_start, eta=args.dds_eta,
+                      init=args.dds_init, sigma_start=args.sigma_start, eta=args.dds_eta, sigma_min=args.sigma_min,
                       sens=args.sens_maps, seed=args.seed, device=args.device)
     plan = _check_files(files, args.num_slices, args.readout_crop)  # every file used is validated before anything is written
     masks = {p.name: make_mask(args.mask_type, shape[-2:], args.acceleration, args.num_low_frequencies,

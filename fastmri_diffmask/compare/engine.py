@@ -245,7 +245,7 @@ def run_study(cfg: StudyConfig, out: Path, shard: str | None = None, device="aut
 
 #: ReconSettings fields a method entry may set.
 _SETTING_KEYS = ("lamda", "max_iter", "steps", "zeta", "churn", "batch", "dc_weight", "dc_every", "cg_iters",
-                 "init", "sigma_start", "eta")
+                 "init", "sigma_start", "eta", "sigma_min")
 
 
 def recon_settings(cfg: StudyConfig, cell: Cell, device="auto", prior=None):

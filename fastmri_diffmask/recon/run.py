@@ -38,6 +38,7 @@ class ReconSettings:
     init: str | None = None             # DPS / DDS: start estimate (sample.warm_start.INITS); None = default
     sigma_start: float | None = None    # DPS / DDS: first noise level; None = default (sample.defaults)
     eta: float | None = None            # DDS: fresh-noise fraction per step; None = default
+    sigma_min: float | str | None = None  # DDS: last noise level ("auto" by acceleration); None = default
     batch: int = 4
     sens: str = "espirit-bart"
     seed: int = 0
@@ -47,7 +48,8 @@ class ReconSettings:
     def sampler_options(self) -> dict:
         """This diffusion method's sampler options with their defaults filled in
         (:func:`~fastmri_diffmask.sample.defaults.resolve_sampler_options`)."""
-        names = ("steps", "churn", "dc_weight", "init", "sigma_start") + (("eta",) if self.method == "dds" else ("dc_every",))
+        names = ("steps", "churn", "dc_weight", "init", "sigma_start") + (
+            ("eta", "sigma_min") if self.method == "dds" else ("dc_every",))
         return resolve_sampler_options(self.method, **{k: getattr(self, k) for k in names})
 
 

@@ -21,6 +21,12 @@ SENSE or CS estimate and runs the rho schedule from ``sigma_start``, so far fewe
 spirit, Song, Meng and Ermon, ICLR 2021; ``eta = 1`` re-noises the data-consistent estimate
 outright, as CCDF and score-MRI do). ``eta = None`` (default) is the deterministic step above.
 
+Where the schedule ends matters as much as where it starts: ``sigma_min = "auto"``
+(:func:`default_sigma_min`, the entry points' default) ends it at a noise level that rises with
+the acceleration, 0.005 at R = 4 to 0.02 at R = 12. On validation (BENCHMARKS.md, "Where the DDS
+schedule ends") EDM's 0.002 spends the last steps denoising below what undersampled data can
+support; ending higher gained +0.2-0.7 dB at R = 6-12 and tied at R = 4.
+
 All work happens on images scaled by the 99th percentile of the zero-filled estimate, as in DPS.
 """
 
@@ -31,18 +37,38 @@ import math
 import torch
 from tqdm import tqdm
 
+from ..errors import UserError
 from ..physics import to_channels, to_complex
 from ..prior.base import Denoiser
 from .defaults import DDS_DEFAULTS
-from .schedule import churn_noise, data_consistency
+from .schedule import churn_noise, data_consistency, mask_acceleration
 from .warm_start import check_eta, warm_sampling
+
+
+def default_sigma_min(acceleration: float) -> float:
+    """The last noise level of the entry points' DDS schedule for a mask's acceleration, chosen
+    on validation (BENCHMARKS.md, "Where the DDS schedule ends"): 0.005 at R <= 4, 0.02 at
+    R >= 12, geometric between (0.01 at R = 8)."""
+    r = min(12.0, max(4.0, float(acceleration)))
+    return 0.005 * 4.0 ** ((r - 4.0) / 8.0)
+
+
+def resolve_sigma_min(sigma_min, mask: torch.Tensor, shape) -> float:
+    """``sigma_min`` as a float: ``"auto"`` -> :func:`default_sigma_min` of ``mask``'s acceleration
+    over the ``(H, W)`` grid ``shape``; otherwise a finite number > 0 (a one-line
+    :class:`~fastmri_diffmask.errors.UserError` if not)."""
+    if sigma_min == "auto":
+        return default_sigma_min(mask_acceleration(mask, tuple(shape)))
+    if isinstance(sigma_min, bool) or not isinstance(sigma_min, (int, float)) or not 0 < float(sigma_min) < math.inf:
+        raise UserError(f"sigma_min must be a positive number or 'auto', got {sigma_min!r}")
+    return float(sigma_min)
 
 
 def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor,
                     steps: int = DDS_DEFAULTS["steps"], dc_weight: float = DDS_DEFAULTS["dc_weight"],
                     cg_iters: int = DDS_DEFAULTS["cg_iters"], churn: float = DDS_DEFAULTS["churn"],
                     generator: torch.Generator | None = None, progress: bool = True,
-                    sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+                    sigma_min: float | str = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
                     sigma_start: float | None = None, init: str = "noise", eta: float | None = None) -> torch.Tensor:
     """Reconstruct complex images ``(B, H, W)`` from masked multi-coil k-space ``(B, C, H, W)``.
 
@@ -66,6 +92,10 @@ def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
     sigma_start : float, optional
         Noise level of the first step: the schedule runs from it to ``sigma_min`` in ``steps``
         levels. ``None`` (default) is ``sigma_max``, the sampler as it always was.
+    sigma_min : float or "auto"
+        Noise level of the last step (default 0.002, EDM's); ``"auto"``: :func:`default_sigma_min`
+        of the mask's acceleration, the default of ``recon``, ``compare`` and
+        :class:`~fastmri_diffmask.sample.model.DiffusionPosteriorModel`.
     init : {"noise", "zero-filled", "sense", "l1"}
         What the first step starts from: ``x_init + sigma_start n`` with ``x_init`` nothing
         (``"noise"``, default), ``A^H y``, a few CG steps of Tikhonov SENSE, or BART ``pics -l1``
@@ -86,6 +116,7 @@ def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Te
     if steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
     eta = check_eta(eta) or None  # 0: the deterministic step, drawing nothing
+    sigma_min = resolve_sigma_min(sigma_min, mask, masked_kspace.shape[-2:])
     p = warm_sampling(masked_kspace, mask, sens_maps, steps, churn, generator, init, sigma_start, sigma_min, sigma_max, rho)
     t, x, b = p.sigmas, p.x, masked_kspace.shape[0]
     with torch.no_grad():

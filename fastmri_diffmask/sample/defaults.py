@@ -21,6 +21,8 @@ init        ``"sense"`` (:mod:`.warm_start`)             ``"sense"``
 sigma_start 0.5 (scaled units, image 99th percentile 1)  0.5
 eta         (not a DPS option)                           1: fresh noise each step (0 = the
                                                          deterministic DDS step)
+sigma_min   0.002 (EDM's; not an entry-point option)     ``"auto"``: 0.005 at R <= 4 rising to 0.02
+                                                         at R >= 12 (:func:`~.dds.default_sigma_min`)
 =========== ============================================ ==========================================
 
 Both samplers start from a SENSE estimate plus noise at ``sigma_start`` (Chung, Sim and Ye,
@@ -29,10 +31,12 @@ validation slices of three subjects (``runs/prior_corpus`` val, BENCHMARKS.md "W
 this DPS scores +1.6 / +1.8 dB over DPS-100 from noise at R = 4 / 8 (session 8), and the
 15-step DDS +0.8 dB over DDS-50 from noise at a third of its cost. Enforcing the data every 5
 steps during sampling (as score-MRI does; Chung and Ye, Med Image Anal 2022) added +1.16 / +0.11
-dB on the same slices (session 9). The earlier defaults stay one flag set away: session 8's DPS
+dB on the same slices (session 9). Ending DDS's schedule at a noise level that rises with the
+acceleration instead of EDM's 0.002 added +0.2-0.7 dB at R = 6-12 and tied at R = 4 (session 16;
+BENCHMARKS.md "Where the DDS schedule ends"). The earlier defaults stay one flag set away: session 8's DPS
 ``dc_every: 0`` (``recon --dc-every 0``); DPS from noise ``init: noise, churn: 0, dc_every: 0``
 (``recon --init noise --churn 0 --dc-every 0``); DDS-50 from noise ``init: noise, steps: 50,
-churn: 20, eta: 0``. An explicit ``init: noise`` alone starts at
+churn: 20, eta: 0, sigma_min: 0.002``; session 8's DDS ``sigma_min: 0.002``. An explicit ``init: noise`` alone starts at
 ``sigma_max`` (:func:`resolve_sampler_options`).
 
 The network runs in float32 unless a caller asks for ``precision="bfloat16"``
@@ -56,7 +60,7 @@ DDS_DEFAULTS = {"steps": 50, "dc_weight": 0.01, "cg_iters": 5, "churn": 20.0}
 SAMPLER_DEFAULTS = {
     "dps": {"steps": 100, "churn": 40.0, "dc_weight": 0.03, "dc_every": 5, "init": "sense", "sigma_start": 0.5},
     "dds": {"steps": 15, "churn": 0.0, "dc_weight": DDS_DEFAULTS["dc_weight"], "init": "sense", "sigma_start": 0.5,
-            "eta": 1.0},
+            "eta": 1.0, "sigma_min": "auto"},
 }
 
 

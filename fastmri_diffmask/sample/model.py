@@ -15,7 +15,7 @@ from torch import nn
 from ..errors import UserError
 from ..prior.base import Denoiser
 from ..utils import resolve_device
-from .dds import dds_reconstruct
+from .dds import dds_reconstruct, resolve_sigma_min
 from .defaults import check_dps_consistency, resolve_sampler_options
 from .dps import consistency_steps, dps_reconstruct
 from .warm_start import check_eta, check_warm_start
@@ -59,6 +59,8 @@ class DiffusionPosteriorModel(nn.Module):
         ``None`` takes the sampler's default, ``dds_init="noise"`` alone starts from ``sigma_max``.
     eta : DDS only: the fresh-noise fraction of each step
         (:func:`~fastmri_diffmask.sample.dds.dds_reconstruct`); ``None`` takes the default.
+    sigma_min : DDS only: the schedule's last noise level; ``None`` takes the default ``"auto"``
+        (:func:`~fastmri_diffmask.sample.dds.default_sigma_min` of each mask's acceleration).
     sens_backend : "sigpy" | "bart"
         ESPIRiT backend used when ``forward`` gets no ``sens_maps``.
     num_samples : int
@@ -76,22 +78,26 @@ class DiffusionPosteriorModel(nn.Module):
                  churn: float | None = None, sens_backend: str = "sigpy", num_samples: int = 1, seed: int = 0,
                  device="auto", progress: bool = False, sampler: str = "dps", dc_weight: float | None = None,
                  dc_every: int | None = None, dds_init: str | None = None, sigma_start: float | None = None,
-                 eta: float | None = None, precision: str | None = None):
+                 eta: float | None = None, precision: str | None = None, sigma_min: float | str | None = None):
         super().__init__()
         if sampler not in ("dps", "dds"):
             raise UserError(f"unknown sampler {sampler!r}; use dps or dds")
         if dc_every is not None and sampler != "dps":
             raise UserError("dc_every is a DPS option; DDS enforces the data every step already")
         consistency_steps(1, dc_every or None)  # a bad value fails here, not at the first reconstruction
-        if sampler != "dds" and eta is not None:
-            raise UserError("eta is a DDS option; use sampler='dds'")
+        if sampler != "dds" and (eta is not None or sigma_min is not None):
+            raise UserError("eta and sigma_min are DDS options; use sampler='dds'")
         given = dict(steps=steps, churn=churn, dc_weight=dc_weight, init=dds_init, sigma_start=sigma_start)
         if sampler == "dds":
             given["eta"] = check_eta(eta)
+            if sigma_min is not None:
+                resolve_sigma_min(sigma_min, torch.ones(1, 1, 1, 1), (1, 1))  # a bad value fails here
+            given["sigma_min"] = sigma_min
         else:
             given["dc_every"] = dc_every
         self.options = resolve_sampler_options(sampler, **given)
-        check_warm_start(self.options["init"], self.options["sigma_start"])
+        end = self.options.get("sigma_min", 0.002)
+        check_warm_start(self.options["init"], self.options["sigma_start"], 0.002 if end == "auto" else end)
         if sampler == "dps":
             check_dps_consistency(self.options)
         from ..prior.weights import check_precision, load_prior, set_precision
