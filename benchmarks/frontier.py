@@ -11,9 +11,11 @@ centre, ``--threads`` torch threads (BART gets ``OMP_NUM_THREADS``), DDS/DPS in 
 
 DPS is slow, so it runs on the first ``--dps-slices`` slices only; every row also carries its
 mean PSNR on that subset (``psnr_dps_subset``) so DPS compares pairwise. Fast DDS settings are
-``init:sigma_start:steps:eta:cg_iters[:precision]`` (``eta`` ``none`` = the deterministic step; churn 0
-unless ``eta`` is ``none``, then DDS's churn 20; ``precision`` float32 (default) or bfloat16, the
-network's arithmetic, ``recon --precision``). Writes ``frontier_R{R}.json`` per acceleration and
+``init:sigma_start:steps:eta:cg_iters[:precision[:sigma_min]]`` (``eta`` ``none`` = the deterministic step;
+churn 0 unless ``eta`` is ``none``, then DDS's churn 20; ``precision`` float32 (default) or bfloat16, the
+network's arithmetic, ``recon --precision``; ``sigma_min`` the schedule's end, ``auto`` (default since
+session 16, by the acceleration) or a number, 0.002 = the sampler before). DDS-N from noise ends at
+EDM's 0.002, as it always did. Writes ``frontier_R{R}.json`` per acceleration and
 ``frontier.png`` (PSNR vs s/slice, log x) into ``--out-dir``. About 10 min on 1 idle core with the
 defaults; subset with ``--methods``, ``--dps-steps``, ``--dds-steps``, ``--fast``, ``--num-slices``.
 """
@@ -38,15 +40,17 @@ WARM_DPS = {"churn": 40.0, "dc_weight": 0.03, "init": "sense", "sigma_start": 0.
 
 
 def parse_fast(spec: str) -> dict:
-    """``init:sigma_start:steps:eta:cg_iters[:precision]`` -> ReconSettings keywords for DDS (+ precision)."""
+    """``init:sigma_start:steps:eta:cg_iters[:precision[:sigma_min]]`` -> ReconSettings keywords for DDS (+ precision)."""
     parts = spec.split(":")
-    if len(parts) not in (5, 6) or (len(parts) == 6 and parts[5] not in ("float32", "bfloat16")):
-        raise SystemExit(f"--fast {spec!r}: want init:sigma_start:steps:eta:cg_iters[:float32|bfloat16], "
-                         "e.g. zero-filled:1:8:1:5 or sense:0.5:10:1:5:bfloat16")
+    if len(parts) not in (5, 6, 7) or (len(parts) >= 6 and parts[5] not in ("float32", "bfloat16")):
+        raise SystemExit(f"--fast {spec!r}: want init:sigma_start:steps:eta:cg_iters[:float32|bfloat16[:sigma_min]], "
+                         "e.g. zero-filled:1:8:1:5 or sense:0.5:10:1:5:bfloat16:0.002")
     init, sigma, steps, eta, cg = parts[:5]
     eta_v = 0.0 if eta.lower() == "none" else float(eta)  # 0: the deterministic step
+    end = parts[6] if len(parts) == 7 else "auto"
     return {"init": init, "sigma_start": float(sigma), "steps": int(steps), "eta": eta_v, "cg_iters": int(cg),
-            "churn": 20.0 if eta_v == 0 else 0.0, "precision": parts[5] if len(parts) == 6 else "float32"}
+            "churn": 20.0 if eta_v == 0 else 0.0, "precision": parts[5] if len(parts) >= 6 else "float32",
+            "sigma_min": end if end == "auto" else float(end)}
 
 
 def plan(a) -> list[tuple[str, str, dict, int]]:
@@ -60,7 +64,8 @@ def plan(a) -> list[tuple[str, str, dict, int]]:
     if "fast" in want:
         rows += [(f"fast DDS {s}", "dds", parse_fast(s), n) for s in a.fast]
     if "dds" in want:
-        rows += [(f"DDS-{s}", "dds", {"steps": s, "init": "noise", "churn": 20.0, "eta": 0.0}, n) for s in a.dds_steps]
+        rows += [(f"DDS-{s}", "dds", {"steps": s, "init": "noise", "churn": 20.0, "eta": 0.0, "sigma_min": 0.002}, n)
+                 for s in a.dds_steps]
     if "dps" in want:
         rows += [(f"DPS-{s}", "dps", {"steps": s, **DPS_SETTING}, min(n, a.dps_slices)) for s in a.dps_steps]
     if "warm-dps" in want:  # DPS with its defaults (SENSE start at sigma 0.5, churn 40, DC 0.03)
