@@ -134,7 +134,9 @@ def plot(results: dict, path: Path) -> None:
             ax.plot([x["seconds_per_slice"] for x in d], [x["psnr"] for x in d], marker, label=name, ms=8 if key.startswith("fast") else 6)
             for x in d:
                 if "steps" in x:
-                    ax.annotate(str(x["steps"]), (x["seconds_per_slice"], x["psnr"]), fontsize=7,
+                    end = x.get("sigma_min")  # fast rows with an explicit schedule end say so
+                    text = str(x["steps"]) + (f", end {end:g}" if key.startswith("fast") and end not in (None, "auto") else "")
+                    ax.annotate(text, (x["seconds_per_slice"], x["psnr"]), fontsize=7,
                                 xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(f"seconds per slice ({res['settings']['threads']} thread)")
