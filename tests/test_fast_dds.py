@@ -181,7 +181,7 @@ def test_recon_refuses_bad_warm_start_flags_before_writing(tmp_path, capsys):
              (["--method", "dds", "--dds-eta", "2"], "eta"), (["--method", "dps", "--dds-eta", "1"], "--method dds"),
              (["--method", "zero-filled", "--sigma-start", "1"], "--method dps or dds"),
              (["--method", "dps", "--init", "cs"], "init"), (["--method", "dps", "--sigma-min", "0.01"], "DDS option"),
-             (["--method", "dds", "--sigma-min", "0"], "--sigma-min"),
+             (["--method", "dds", "--sigma-min", "0"], "sigma_min"),
              (["--method", "dds", "--sigma-min", "0.6"], "--sigma-min")]
     for i, (flags, needle) in enumerate(cases):
         out = tmp_path / f"out{i}"
@@ -224,7 +224,7 @@ def test_compare_and_the_model_take_the_schedule_end():
 
     assert _method_spec({"name": "dds", "sigma_min": "auto"}, "cfg").options == {"sigma_min": "auto"}
     assert _method_spec({"name": "dds", "sigma_min": 0.002}, "cfg").options == {"sigma_min": 0.002}
-    for bad in ({"name": "dds", "sigma_min": 0}, {"name": "dds", "sigma_min": 1.5}, {"name": "dds", "sigma_min": "x"},
+    for bad in ({"name": "dds", "sigma_min": 0}, {"name": "dds", "sigma_min": -1}, {"name": "dds", "sigma_min": "x"},
                 {"name": "dps", "sigma_min": 0.01}, {"name": "dds", "sigma_min": 0.6, "sigma_start": 0.5}):
         with pytest.raises(UserError):
             _method_spec(bad, "cfg")

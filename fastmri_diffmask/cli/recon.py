@@ -138,18 +138,20 @@ def run(args) -> int:
                         "use --method dps or dds")
     if args.method != "dds" and args.dds_eta is not None:
         raise UserError("--dds-eta: a DDS option; use --method dds")
-    if args.sigma_min is not None and (args.method != "dds" or not 0 < args.sigma_min < 1):
-        raise UserError(f"--sigma-min is a DDS option, a number in (0, 1) below --sigma-start; got {args.sigma_min} "
-                        f"with --method {args.method}")
+    if args.sigma_min is not None and args.method != "dds":
+        raise UserError(f"--sigma-min is a DDS option; use --method dds (got --method {args.method})")
     from ..sample.defaults import check_dps_consistency, resolve_sampler_options
+    from ..sample.schedule import check_sigma_min
     from ..sample.warm_start import check_eta, check_warm_start
 
     sampler = {}
     try:
         check_eta(args.dds_eta)
         if args.method in DIFFUSION_METHODS:
-            sampler = resolve_sampler_options(args.method, init=args.dds_init, sigma_start=args.sigma_start)
-            check_warm_start(sampler["init"], sampler["sigma_start"], args.sigma_min or 0.002)
+            given = {"sigma_min": args.sigma_min} if args.method == "dds" else {}
+            sampler = resolve_sampler_options(args.method, init=args.dds_init, sigma_start=args.sigma_start, **given)
+            end = check_sigma_min(sampler["sigma_min"]) if args.method == "dds" else 0.002
+            check_warm_start(sampler["init"], sampler["sigma_start"], end)
     except UserError as e:
         raise UserError(f"--init / --sigma-start / --sigma-min / --dds-eta: {e}") from None
     if args.method == "dps":

@@ -130,28 +130,26 @@ def _method_spec(m, where: str) -> MethodSpec:
         allowed = ", ".join(METHOD_OPTIONS[name]) or "no options"
         raise UserError(f"{where}: method {name!r} has unknown option(s) {', '.join(bad)}; it takes {allowed}")
     warm = {k: options.pop(k) for k in ("init", "sigma_start", "eta") if k in options}  # the samplers' warm start
-    if options.get("sigma_min") == "auto":  # DDS's schedule end by the acceleration, as when unset
+    if "sigma_min" in options:  # DDS's schedule end: "auto" or a number, checked with the warm start
         warm["sigma_min"] = options.pop("sigma_min")
     if warm:
         from ..sample.defaults import resolve_sampler_options
+        from ..sample.schedule import check_sigma_min
         from ..sample.warm_start import check_eta, check_warm_start
 
         try:
             start = resolve_sampler_options(name, init=warm.get("init"), sigma_start=warm.get("sigma_start"))
-            check_warm_start(start["init"], start["sigma_start"], options.get("sigma_min", 0.002))
+            check_warm_start(start["init"], start["sigma_start"], check_sigma_min(warm.get("sigma_min", "auto")))
             check_eta(warm.get("eta"))
         except UserError as e:
             raise UserError(f"{where}: method {name!r}: {e}") from None
     for key, value in options.items():  # every other option is a positive number (churn may be 0)
         zero_ok = key in ("churn", "dc_every") or (key == "dc_weight" and name == "dps")  # DPS: 0 = no DC step
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if zero_ok else value > 0)
-        if key == "sigma_min":
-            ok = ok and value < 1
         if key in ("steps", "batch", "max_iter", "cg_iters", "dc_every"):
             ok = ok and float(value).is_integer()
         if not ok:
             what = ("a number >= 0" if key == "churn" else "an integer >= 0 (0: off)" if key == "dc_every"
-                    else "'auto' or a number in (0, 1) below sigma_start" if key == "sigma_min"
                     else "a positive integer" if key in ("steps", "batch", "max_iter", "cg_iters") else "a positive number")
             raise UserError(f"{where}: method {name!r} option {key} must be {what}, got {value!r}")
     if name == "dps":

@@ -37,31 +37,11 @@ import math
 import torch
 from tqdm import tqdm
 
-from ..errors import UserError
 from ..physics import to_channels, to_complex
 from ..prior.base import Denoiser
 from .defaults import DDS_DEFAULTS
-from .schedule import churn_noise, data_consistency, mask_acceleration
+from .schedule import churn_noise, data_consistency, default_sigma_min, resolve_sigma_min  # noqa: F401 (re-exported)
 from .warm_start import check_eta, warm_sampling
-
-
-def default_sigma_min(acceleration: float) -> float:
-    """The last noise level of the entry points' DDS schedule for a mask's acceleration, chosen
-    on validation (BENCHMARKS.md, "Where the DDS schedule ends"): 0.005 at R <= 4, 0.02 at
-    R >= 12, geometric between (0.01 at R = 8)."""
-    r = min(12.0, max(4.0, float(acceleration)))
-    return 0.005 * 4.0 ** ((r - 4.0) / 8.0)
-
-
-def resolve_sigma_min(sigma_min, mask: torch.Tensor, shape) -> float:
-    """``sigma_min`` as a float: ``"auto"`` -> :func:`default_sigma_min` of ``mask``'s acceleration
-    over the ``(H, W)`` grid ``shape``; otherwise a finite number > 0 (a one-line
-    :class:`~fastmri_diffmask.errors.UserError` if not)."""
-    if sigma_min == "auto":
-        return default_sigma_min(mask_acceleration(mask, tuple(shape)))
-    if isinstance(sigma_min, bool) or not isinstance(sigma_min, (int, float)) or not 0 < float(sigma_min) < math.inf:
-        raise UserError(f"sigma_min must be a positive number or 'auto', got {sigma_min!r}")
-    return float(sigma_min)
 
 
 def dds_reconstruct(prior: Denoiser, masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor,

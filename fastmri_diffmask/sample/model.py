@@ -15,7 +15,8 @@ from torch import nn
 from ..errors import UserError
 from ..prior.base import Denoiser
 from ..utils import resolve_device
-from .dds import dds_reconstruct, resolve_sigma_min
+from .dds import dds_reconstruct
+from .schedule import check_sigma_min
 from .defaults import check_dps_consistency, resolve_sampler_options
 from .dps import consistency_steps, dps_reconstruct
 from .warm_start import check_eta, check_warm_start
@@ -90,14 +91,12 @@ class DiffusionPosteriorModel(nn.Module):
         given = dict(steps=steps, churn=churn, dc_weight=dc_weight, init=dds_init, sigma_start=sigma_start)
         if sampler == "dds":
             given["eta"] = check_eta(eta)
-            if sigma_min is not None:
-                resolve_sigma_min(sigma_min, torch.ones(1, 1, 1, 1), (1, 1))  # a bad value fails here
             given["sigma_min"] = sigma_min
         else:
             given["dc_every"] = dc_every
         self.options = resolve_sampler_options(sampler, **given)
-        end = self.options.get("sigma_min", 0.002)
-        check_warm_start(self.options["init"], self.options["sigma_start"], 0.002 if end == "auto" else end)
+        end = check_sigma_min(self.options["sigma_min"]) if sampler == "dds" else 0.002  # a bad value fails here
+        check_warm_start(self.options["init"], self.options["sigma_start"], end)
         if sampler == "dps":
             check_dps_consistency(self.options)
         from ..prior.weights import check_precision, load_prior, set_precision

@@ -36,6 +36,34 @@ def mask_acceleration(mask: torch.Tensor, shape: tuple[int, int]) -> float:
     return float(full.numel() / full.sum().clamp_min(1))
 
 
+def default_sigma_min(acceleration: float) -> float:
+    """The last noise level of the entry points' DDS schedule for a mask's acceleration, chosen
+    on validation (BENCHMARKS.md, "Where the DDS schedule ends"): 0.005 at R <= 4, 0.02 at
+    R >= 12, geometric between (0.01 at R = 8)."""
+    r = min(12.0, max(4.0, float(acceleration)))
+    return 0.005 * 4.0 ** ((r - 4.0) / 8.0)
+
+
+def check_sigma_min(sigma_min) -> float:
+    """Validate a schedule end, ``"auto"`` or a finite number > 0 (one-line ``UserError`` if not);
+    returns the largest value it can resolve to (for ``"auto"``, :func:`default_sigma_min` at
+    R >= 12), the bound a ``sigma_start`` must exceed."""
+    from ..errors import UserError
+
+    if sigma_min == "auto":
+        return default_sigma_min(math.inf)
+    if isinstance(sigma_min, bool) or not isinstance(sigma_min, (int, float)) or not 0 < float(sigma_min) < math.inf:
+        raise UserError(f"sigma_min must be a positive number or 'auto', got {sigma_min!r}")
+    return float(sigma_min)
+
+
+def resolve_sigma_min(sigma_min, mask: torch.Tensor, shape) -> float:
+    """``sigma_min`` as a float (:func:`check_sigma_min`): ``"auto"`` -> :func:`default_sigma_min`
+    of ``mask``'s acceleration over the ``(H, W)`` grid ``shape``."""
+    bound = check_sigma_min(sigma_min)
+    return default_sigma_min(mask_acceleration(mask, tuple(shape))) if sigma_min == "auto" else bound
+
+
 def data_consistency(op: MultiCoilOperator, y: torch.Tensor, x0: torch.Tensor, mu: float, iters: int = 10) -> torch.Tensor:
     """``argmin_x ||A x - y||^2 + mu ||x - x0||^2`` by conjugate gradients from ``x0`` (complex ``(B, H, W)``).
 
