@@ -45,7 +45,6 @@ References
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,39 +52,13 @@ import numpy as np
 
 from ..errors import UserError
 from ..masks.file import centre_slices
-from .prewhiten import apply_whitening, dwell_time_scale, noise_covariance, whitening_matrix
-
-NS = "http://www.ismrm.org/ISMRMRD"
-
-# ISMRMRD acquisition flag numbers (1-based bit positions, ismrmrd/constants.py).
-ACQ_FIRST_IN_SLICE = 7
-ACQ_LAST_IN_SLICE = 8
-ACQ_IS_NOISE_MEASUREMENT = 19
-ACQ_IS_PARALLEL_CALIBRATION = 20
-ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING = 21
-ACQ_IS_REVERSE = 22
-ACQ_LAST_IN_MEASUREMENT = 25
-#: Readouts that carry no imaging k-space: navigation, phase correction, dummy scan, RT/HP
-#: feedback, surface-coil correction, phase stabilisation (reference).
-_SKIP_FLAGS = (23, 24, 27, 28, 29, 30, 31, 32)
-
-
-def flag_bit(flag: int) -> int:
-    """The bitmask of an ISMRMRD acquisition flag number (flags are 1-based bit positions)."""
-    return 1 << (flag - 1)
-
-
-class EncodingInfo(NamedTuple):
-    """What the reader needs from the first ``<encoding>`` of an ISMRMRD header."""
-
-    encoded_matrix: tuple[int, int, int]
-    recon_matrix: tuple[int, int, int]
-    trajectory: str
-    step_1: tuple[int, int, int]  # (minimum, maximum, center)
-    step_2: tuple[int, int, int] | None
-    acceleration_factor: tuple[int, int] | None  # parallelImaging (step 1, step 2)
-    calibration_mode: str | None
-    protocol_name: str | None
+from .ismrmrd_header import (  # noqa: F401  (re-exported: the flag numbers belong with the reader)
+    ACQ_FIRST_IN_SLICE, ACQ_IS_NOISE_MEASUREMENT, ACQ_IS_PARALLEL_CALIBRATION,
+    ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING, ACQ_IS_REVERSE, ACQ_LAST_IN_MEASUREMENT,
+    ACQ_LAST_IN_SLICE, NS, SKIP_FLAGS, EncodingInfo, flag_bit, has_flag, parse_header,
+)
+from .ismrmrd_noise import noise_samples, noise_std_per_coil, prewhitener  # noqa: F401
+from .prewhiten import apply_whitening
 
 
 class IsmrmrdRaw(NamedTuple):
@@ -136,64 +109,6 @@ class IsmrmrdRaw(NamedTuple):
     prewhitened: bool = False
     noise_samples: int = 0
     noise_dwell_scale: float = 1.0
-
-
-# ----------------------------------------------------------------------------- header
-
-
-def _find(root: ET.Element, *path: str) -> ET.Element | None:
-    return root.find("./" + "/".join(f"{{{NS}}}{p}" for p in path))
-
-
-def _int(root: ET.Element, *path: str) -> int | None:
-    el = _find(root, *path)
-    if el is None or el.text is None:
-        return None
-    try:
-        return int(float(el.text))
-    except ValueError:
-        return None
-
-
-def parse_header(header_xml: str | bytes, where: str = "header") -> EncodingInfo:
-    """Read the first encoding of an ISMRMRD header; one-line :class:`UserError` if unusable."""
-    try:
-        root = ET.fromstring(header_xml)
-    except ET.ParseError as e:
-        raise UserError(f"{where}: the ISMRMRD header is not valid XML ({e}); the file is corrupt") from None
-    enc = _find(root, "encoding")
-    if enc is None:
-        raise UserError(f"{where}: the ISMRMRD header has no <encoding>; the file is not usable raw data")
-    mats = []
-    for space in ("encodedSpace", "reconSpace"):
-        m = tuple(_int(enc, space, "matrixSize", a) for a in "xyz")
-        if None in m[:2]:
-            raise UserError(f"{where}: the ISMRMRD header lacks {space}/matrixSize; fix the header")
-        mats.append((m[0], m[1], m[2] or 1))
-    traj_el = _find(enc, "trajectory")
-    trajectory = (traj_el.text or "").strip() if traj_el is not None else ""
-    step_1 = tuple(_int(enc, "encodingLimits", "kspace_encoding_step_1", k) for k in ("minimum", "maximum", "center"))
-    if None in step_1:
-        raise UserError(f"{where}: the ISMRMRD header lacks encodingLimits/kspace_encoding_step_1 "
-                        "(minimum, maximum, center); add them to the header")
-    step_2 = tuple(_int(enc, "encodingLimits", "kspace_encoding_step_2", k) for k in ("minimum", "maximum", "center"))
-    if None in step_2:
-        if mats[0][2] > 1:
-            raise UserError(f"{where}: a 3D encoding (matrixSize z={mats[0][2]}) needs encodingLimits/"
-                            "kspace_encoding_step_2 (minimum, maximum, center); add them to the header")
-        step_2 = None
-    accel = None
-    a1 = _int(enc, "parallelImaging", "accelerationFactor", "kspace_encoding_step_1")
-    if a1 is not None:
-        accel = (a1, _int(enc, "parallelImaging", "accelerationFactor", "kspace_encoding_step_2") or 1)
-    mode = _find(enc, "parallelImaging", "calibrationMode")
-    proto = _find(root, "measurementInformation", "protocolName")
-    return EncodingInfo(
-        encoded_matrix=mats[0], recon_matrix=mats[1], trajectory=trajectory, step_1=step_1,
-        step_2=step_2, acceleration_factor=accel,
-        calibration_mode=mode.text.strip() if mode is not None and mode.text else None,
-        protocol_name=proto.text.strip() if proto is not None and proto.text else None,
-    )
 
 
 # ----------------------------------------------------------------------------- file access
@@ -336,11 +251,11 @@ def read_ismrmrd(path: str | Path, dataset: str = "dataset",
         raise UserError(f"{where}: trajectory {enc.trajectory or 'unspecified'!r} is not Cartesian; "
                         "only Cartesian raw data can be converted (regrid it first)")
     noise = has_flag(records["head"]["flags"], ACQ_IS_NOISE_MEASUREMENT)
-    noise_std = _noise_std(records[noise])
+    noise_std = noise_std_per_coil(records[noise])
     noise_records = records[noise]
     records = records[_imaging_selection(records, noise, repetitions, where)]
     head = records["head"]
-    whiten = _prewhitener(noise_records, head, where) if prewhiten and len(noise_records) else None
+    whiten = prewhitener(noise_records, head, where) if prewhiten and len(noise_records) else None
     idx, flags = head["idx"], head["flags"]
 
     (ex, ey, ez), (rx, _, _) = enc.encoded_matrix, enc.recon_matrix
@@ -383,18 +298,10 @@ def read_ismrmrd(path: str | Path, dataset: str = "dataset",
     )
 
 
-def has_flag(flags: np.ndarray, *flag_numbers: int) -> np.ndarray:
-    """Boolean array: which ``flags`` (uint64 acquisition flags) have any of ``flag_numbers``."""
-    bits = 0
-    for f in flag_numbers:
-        bits |= flag_bit(f)
-    return (np.asarray(flags, np.uint64) & np.uint64(bits)) != 0
-
-
 def _imaging_selection(records: np.ndarray, noise: np.ndarray, repetitions, where: str) -> np.ndarray:
     """Boolean selection of the imaging readouts of encoding 0 (and repetition, if an int)."""
     head = records["head"]
-    keep = ~noise & (head["encoding_space_ref"] == 0) & ~has_flag(head["flags"], *_SKIP_FLAGS)
+    keep = ~noise & (head["encoding_space_ref"] == 0) & ~has_flag(head["flags"], *SKIP_FLAGS)
     rep = head["idx"]["repetition"].astype(np.int64)
     if isinstance(repetitions, str):
         if repetitions not in ("separate", "average"):
@@ -427,54 +334,3 @@ def _accumulate(lines: np.ndarray, where_to: tuple, calib_only: np.ndarray,
         else:
             kspace, counts = np.where((cnt > 0)[..., None, None], mean, kspace), counts + cnt
     return kspace, counts
-
-
-def noise_samples(records: np.ndarray, where: str = "noise") -> np.ndarray:
-    """All samples of noise readouts as ``(coils, N)`` complex64, ``discard_pre/post`` dropped."""
-    channels = np.unique(records["head"]["active_channels"])
-    if channels.size != 1:
-        raise UserError(f"{where}: noise readouts have different coil counts {channels.tolist()}; "
-                        "pass --no-prewhiten")
-    nc = int(channels[0])
-    parts = []
-    for rec in records:
-        h = rec["head"]
-        ns = int(h["number_of_samples"])
-        d = np.asarray(rec["data"], np.float32).view(np.complex64).reshape(nc, ns)
-        parts.append(d[:, int(h["discard_pre"]):ns - int(h["discard_post"])])
-    return np.concatenate(parts, axis=1)
-
-
-def _single_dwell(head: np.ndarray, what: str, where: str) -> float:
-    dwell = np.unique(head["sample_time_us"])
-    if dwell.size != 1:
-        raise UserError(f"{where}: the {what} readouts have different dwell times {dwell.tolist()} us; "
-                        "one noise covariance cannot whiten them all, pass --no-prewhiten")
-    return float(dwell[0])
-
-
-def _prewhitener(noise_records: np.ndarray, imaging_head: np.ndarray,
-                 where: str) -> tuple[np.ndarray, np.ndarray, int, float]:
-    """``(W, Psi, N, scale)`` for the imaging readouts: ``Psi`` the noise scan's covariance times
-    ``scale = t_noise / t_acq``, ``W = inv(cholesky(Psi))``; validated before any k-space work."""
-    samples = noise_samples(noise_records, where)
-    coils = int(imaging_head["active_channels"][0])
-    if samples.shape[0] != coils:
-        raise UserError(f"{where}: the noise readouts have {samples.shape[0]} coils, the imaging readouts "
-                        f"{coils}; pass --no-prewhiten")
-    scale = dwell_time_scale(_single_dwell(noise_records["head"], "noise", where),
-                             _single_dwell(imaging_head, "imaging", where))
-    psi = noise_covariance(samples, where) * scale
-    return whitening_matrix(psi, where), psi, int(samples.shape[1]), scale
-
-
-def _noise_std(records: np.ndarray) -> np.ndarray | None:
-    """Per-coil complex standard deviation of noise readouts (None if none or mixed coils)."""
-    if len(records) == 0 or np.unique(records["head"]["active_channels"]).size != 1:
-        return None
-    nc = int(records["head"]["active_channels"][0])
-    data = np.concatenate([np.asarray(r["data"], np.float32).view(np.complex64).reshape(nc, -1)
-                           for r in records], axis=1)
-    if data.shape[1] < 2:
-        return None
-    return np.sqrt(np.mean(np.abs(data - data.mean(1, keepdims=True)) ** 2, axis=1)).astype(np.float32)
