@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .sequence_template import SequenceTemplate
 from .utils import atomic_path
 
 SEQUENCE_NAME = "fastmri_diffmask_gre"
@@ -204,7 +205,6 @@ def read_pulseq(path: str | Path):
         Mask ``(W,)`` float32, calibration width, acceleration.
     """
     from .io.ismrmrd_raw import calibration_width
-    from .sequence import SequenceTemplate
 
     pp = _pypulseq()
     path = Path(path)

@@ -38,13 +38,14 @@ import csv
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from .errors import UserError
 from .io import ismrmrd_raw as raw
 from .masks.file import MaskFile, centre_slices, load_mask_file
+from .pulseq import read_pulseq, write_pulseq
+from .sequence_template import SequenceTemplate
 from .utils import atomic_path
 
 ORDERS = ("center-out", "linear", "importance")
@@ -52,14 +53,6 @@ FORMATS = ("ismrmrd", "csv", "json", "pulseq")
 TABLE_FIELDS = ("order", "ky", "kz", "ky_from_centre", "kz_from_centre", "calibration")
 TABLE_DTYPE = np.dtype([(name, np.int64) for name in TABLE_FIELDS[:-1]] + [("calibration", np.bool_)])
 JSON_FORMAT = "fastmri-diffmask-sequence"
-
-
-class SequenceTemplate(NamedTuple):
-    """A sampling pattern read back from a template: mask ``(W,)`` or ``(H, W)`` float32."""
-
-    mask: np.ndarray
-    num_low_frequencies: int
-    acceleration: float
 
 
 def readout_table(mask: np.ndarray, num_low_frequencies: int, order: str = "center-out",
@@ -260,8 +253,6 @@ def export_sequence(mask_file: str | Path | MaskFile, out: str | Path, *, format
         raise UserError(f"--readout must be in [1, 65535] and the oversampling >= 1, got {readout}, "
                         f"{readout_oversampling}")
     if format == "pulseq":
-        from .pulseq import write_pulseq
-
         write_pulseq(out, table, mask.shape, mf.num_low_frequencies, r, int(readout),
                      int(readout_oversampling), order, fov_mm=float(fov_mm))
     elif format == "ismrmrd":
@@ -318,8 +309,6 @@ def read_sequence_template(path: str | Path) -> SequenceTemplate:
     if path.suffix.lower() == ".json":
         return _read_json_template(path)
     if path.suffix.lower() == ".seq":
-        from .pulseq import read_pulseq
-
         return read_pulseq(path)
     xml, records = raw.read_raw_records(path)
     enc = raw.parse_header(xml, str(path))

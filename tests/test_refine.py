@@ -150,3 +150,36 @@ def test_classical_score_is_the_mean_of_dds_and_the_classical_psnr():
     assert float(psnr(full.abs(), data.images.abs()).min()) > 40
     with pytest.raises(UserError, match="classical"):
         TrainingScorer(prior, train, "line", (W,), 2, 3, 0, classical="bart")
+
+
+def test_min_agree_keeps_only_moves_that_raise_every_scoring_slice():
+    prior, train, _ = _problem(5)  # a problem where a move the mean likes lowers one slice
+    mask, fixed, allowed = _start()
+    kw = dict(moves=(1, 2, 3), sweeps=2, num_slices=4, dds_steps=3, progress=False)
+    plain, hist0 = refine_line_mask(prior, train, mask, fixed, allowed, **kw)
+    same, hist_zero = refine_line_mask(prior, train, mask, fixed, allowed, min_agree=0.0, **kw)
+    assert torch.equal(plain, same) and hist0["moves"] == hist_zero["moves"]  # 0: the mean alone decides
+    out, hist = refine_line_mask(prior, train, mask, fixed, allowed, min_agree=1.0, **kw)
+    assert int(out.sum()) == int(mask.sum()) and bool(out[fixed].all()) and not bool(out[~allowed].any())
+    # every kept move raised the fresh per-slice scores of all 4 slices over the mask before it
+    data = train.subset(hist["slices"])
+    before = mask.clone()
+    for move in hist["moves"]:
+        after = before.clone()
+        after[move["from"]], after[move["to"]] = 0, 1
+        rec = dds_shared_noise(prior, data.kspace, data.sens_maps, torch.stack([before, after]), "line", 3, 0)
+        each = psnr(rec.abs().flatten(0, 1), data.images.abs().repeat(2, 1, 1)).view(2, -1)
+        assert bool((each[1] > each[0]).all())
+        before = after
+    assert torch.equal(before, out)
+    # and the rule binds: some line's best-by-mean move was refused because a slice got worse
+    refused = [t for t in hist["tried"] if max(t["scores"]) > t["current"]
+               and t["agree"][int(np.argmax(t["scores"]))] < 4]
+    assert refused and hist0["moves"] != hist["moves"]
+
+
+def test_min_agree_outside_zero_one_is_a_one_line_error():
+    prior, train, _ = _problem()
+    mask, fixed, allowed = _start()
+    with pytest.raises(UserError, match="fraction"):
+        refine_line_mask(prior, train, mask, fixed, allowed, min_agree=1.5, num_slices=2, dds_steps=2, progress=False)

@@ -94,6 +94,9 @@ def register(sub) -> None:
     o.add_argument("--refine-split", choices=["train", "val"], default=_D.refine_split,
                    help="line refinement: score moves on training slices (default) or on the export judge's "
                         "validation slices")
+    o.add_argument("--refine-min-agree", type=float, default=_D.refine_min_agree,
+                   help="line refinement: keep a move only if it raises the PSNR of at least this fraction "
+                        "of the scoring slices too (default 0: the mean decides)")
     o.add_argument("--refine-tries", type=int, default=_D.refine_tries,
                    help="moves reconstructed per line with --refine-propose gradient (default 3)")
     o.add_argument("--steps", type=int, default=_D.steps,

@@ -174,7 +174,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                                            seed=opts.seed, gradient=gradient, tries=opts.refine_tries, progress=not opts.quiet,
                                            device=device, init=opts.refine_init, sigma_start=opts.refine_sigma_start,
                                            eta=opts.refine_eta, churn=opts.refine_churn,
-                                           classical=classical)
+                                           classical=classical, min_agree=opts.refine_min_agree)
         if order is not None:  # a nested / greedy order: a moved line takes its new column's place
             order = _swap_moves(order, refined["moves"])
     meta = {

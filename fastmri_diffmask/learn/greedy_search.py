@@ -151,19 +151,28 @@ class TrainingScorer:
 
     def __call__(self, masks: np.ndarray) -> list[float]:
         """Scores (dB) of 0/1 masks ``(M, *shape)`` (or flattened ``(M, N)``)."""
-        out = []
+        return self.scores(masks)[0]
+
+    def scores(self, masks: np.ndarray) -> tuple[list[float], np.ndarray]:
+        """``(means, per_slice)``: the scores of :meth:`__call__` and ``(M, num_slices)`` per-slice
+        scores (dB; with ``classical`` the mean of the two PSNRs of each slice)."""
+        out, per_slice = [], []
         for j in range(0, len(masks), self.per_call):
             ms = torch.from_numpy(masks[j:j + self.per_call].reshape(-1, *self.shape).astype(np.float32))
             rec = dds_shared_noise(self.prior, self.kspace, self.maps, ms, self.kind, self.dds_steps, self.seed,
                                    churn=self.churn, init=self.init, sigma_start=self.sigma_start, eta=self.eta)
             truth = self.truth.repeat(ms.shape[0], 1, 1)
-            score = psnr(rec.abs().flatten(0, 1), truth).view(ms.shape[0], -1).mean(1)
+            each = psnr(rec.abs().flatten(0, 1), truth).view(ms.shape[0], -1)
+            score = each.mean(1)
             if self.classical != "none":  # the mean of the two reconstructions' PSNRs
                 rec = classical_reconstructions(self.kspace, self.maps, ms, self.kind, self.classical)
-                score = (score + psnr(rec.abs(), truth).view(ms.shape[0], -1).mean(1)) / 2
+                each_classical = psnr(rec.abs(), truth).view(ms.shape[0], -1)
+                score = (score + each_classical.mean(1)) / 2
+                each = (each + each_classical) / 2
             out += score.tolist()
+            per_slice.append(each.double().numpy())
         self.reconstructions += len(masks)
-        return out
+        return out, np.concatenate(per_slice)
 
 
 def greedy_search_mask(prior, train, kind: str, acceleration: float, num_low_frequencies: int, *,

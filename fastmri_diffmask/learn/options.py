@@ -148,6 +148,10 @@ class LearnMaskOptions:
         (``"none"``: DDS alone), so that no move trades the classical reconstruction for the
         diffusion one; ``None`` (default): :func:`default_refine_classical`, ``"sense"`` for line
         masks at R >= 8.
+    refine_min_agree : float in [0, 1]
+        Line refinement: keep a move only if it also raises the score of at least this fraction of
+        the ``refine_slices`` scoring slices (:func:`~fastmri_diffmask.learn.refine.refine_line_mask`
+        ``min_agree``; 0, the default: the mean alone decides).
     refine_split : {"train", "val"}
         Where the line refinement's ``refine_slices`` scoring slices come from: spread over the
         training set (default) or the first ``select_slices`` validation slices, the export
@@ -271,6 +275,7 @@ class LearnMaskOptions:
     refine_churn: float | None = 0.0
     refine_classical: str | None = None  # None: default_refine_classical(kind, R)
     refine_split: str = "train"    # the slices the line refinement scores (session 13)
+    refine_min_agree: float = 0.0  # 0: the mean score alone keeps a line move
     steps: int = 0                 # line: Adam adds ~0 dB at R = 8; point: Adam loses 0.2-0.4 dB on val
     epochs: int | None = _LOOP.epochs
     batch: int = _LOOP.batch

@@ -16,7 +16,9 @@ same way; here the moves are local, in the spirit of the line-swap refinements o
    diffusion reconstruction without costing the classical one;
 2. for each free sampled line ``j`` in turn (nearest the centre first), try moving it to the
    unsampled acquirable columns ``j +- d`` for ``d`` in ``moves``; keep the best move if it raises
-   the score by more than ``min_gain`` dB;
+   the score by more than ``min_gain`` dB (with ``min_agree``: and raises the PSNR of at least
+   that fraction of the scoring slices, so that a move one slice likes and the others do not is
+   not kept);
 3. repeat for ``sweeps`` sweeps, stopping early when a sweep keeps no move.
 
 With ``gradient`` (a function of the current mask, e.g. :func:`loss_gradient` of the
@@ -95,7 +97,7 @@ def loss_gradient(prior, train, mask01: np.ndarray, objective, *, num_slices: in
 
 def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, allowed: torch.Tensor, *,
                      moves=(1, 2, 3), sweeps: int = 1, num_slices: int = 4, dds_steps: int = 25,
-                     min_gain: float = 0.0, seed: int = 0, max_batch: int = 16, gradient=None, tries: int = 1,
+                     min_gain: float = 0.0, min_agree: float = 0.0, seed: int = 0, max_batch: int = 16, gradient=None, tries: int = 1,
                      progress: bool = True, device="cpu", init: str = "noise",
                      sigma_start: float | None = None, eta: float | None = None,
                      churn: float | None = None, classical: str = "none") -> tuple[torch.Tensor, dict]:
@@ -118,6 +120,10 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
         The scoring reconstructions (as :func:`.greedy_search.greedy_search_mask`).
     min_gain : float
         A move is kept only if it raises the mean PSNR by more than this (dB).
+    min_agree : float in [0, 1]
+        ... and only if it raises the score of at least ``ceil(min_agree * num_slices)`` of the
+        scoring slices (0, the default: the mean alone decides). Among the moves that pass, the best
+        mean is kept.
     init, sigma_start, eta, churn
         The scoring DDS's warm start (:mod:`fastmri_diffmask.sample.warm_start`: ``"noise"``
         from ``sigma_max``, the default, or ``"zero-filled"`` / ``"sense"`` from ``sigma_start``),
@@ -155,7 +161,12 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
                "offsets": list(moves), "seed": int(seed), "init": init, "sigma_start": sigma_start, "eta": eta, "churn": churn,
                "classical": classical}
 
-    current = score(m[None])[0]
+    if not 0.0 <= float(min_agree) <= 1.0:
+        raise UserError(f"refine min_agree must be a fraction in [0, 1], got {min_agree}")
+    means, per_slice = score.scores(m[None])
+    current, current_each = means[0], per_slice[0]
+    need = int(np.ceil(float(min_agree) * len(current_each) - 1e-9))
+    history["min_agree"] = float(min_agree)
     history["start"] = current
     centre = (m.size - 1) / 2
     bar = tqdm(total=sweeps * int((m & ~fixed_np).sum()), desc="refine: moving lines", unit="line",
@@ -175,12 +186,15 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
             trials = np.repeat(m[None], len(targets), 0)
             trials[:, j] = False
             trials[np.arange(len(targets)), targets] = True
-            scores = score(trials)
+            scores, each = score.scores(trials)
+            agree = (each > current_each).sum(1)
             history["tried"].append({"sweep": sweep + 1, "from": int(j), "to": [int(t) for t in targets],
-                                     "scores": scores, "current": current})
-            best = int(np.argmax(scores))
-            if scores[best] > current + min_gain:
-                m, current = trials[best], scores[best]
+                                     "scores": scores, "current": current,
+                                     **({"agree": agree.tolist()} if need else {})})
+            passing = [i for i in range(len(targets)) if agree[i] >= need]
+            best = max(passing, key=lambda i: scores[i], default=None) if need else int(np.argmax(scores))
+            if best is not None and scores[best] > current + min_gain:
+                m, current, current_each = trials[best], scores[best], each[best]
                 history["moves"].append({"sweep": sweep + 1, "from": int(j), "to": int(targets[best]), "score": current})
                 kept += 1
             bar.set_postfix(psnr=f"{current:.2f}")

@@ -30,7 +30,15 @@ from ..io.bart import image_from_bart, kspace_to_bart, mask_to_bart, run_bart
 from ..simulate import fft2c_np as fft2c, ifft2c_np as ifft2c  # noqa: F401  (re-exported)
 from .espirit import espirit_maps, sigpy_device
 
+
+def default_lamda(acceleration: float) -> float:
+    """``pics -l1`` regularisation tuned on the validation split (benchmarks/tune_bart_val.jsonl:
+    best 1e-3 at R = 4, 1e-3 to 3e-3 at R = 8, on the scale of ``recon.classical.data_scale``)."""
+    return 0.001 if acceleration <= 5 else 0.002
+
+
 __all__ = [
+    "default_lamda",
     "fft2c",
     "ifft2c",
     "apply_mask",

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import UserError
 from ..sample.defaults import DDS_DEFAULTS, resolve_sampler_options
+from .classical import default_lamda
 
 METHODS = ("zero-filled", "bart-l1", "sigpy-l1", "dps", "dds")
 #: Methods that need a diffusion prior.
@@ -51,12 +52,6 @@ class ReconSettings:
         names = ("steps", "churn", "dc_weight", "init", "sigma_start") + (
             ("eta", "sigma_min") if self.method == "dds" else ("dc_every",))
         return resolve_sampler_options(self.method, **{k: getattr(self, k) for k in names})
-
-
-def default_lamda(acceleration: float) -> float:
-    """``pics -l1`` regularisation tuned on the validation split (benchmarks/tune_bart_val.jsonl:
-    best 1e-3 at R = 4, 1e-3 to 3e-3 at R = 8, on the scale of ``recon.classical.data_scale``)."""
-    return 0.001 if acceleration <= 5 else 0.002
 
 
 def volume_seed(fname: str, seed: int) -> int:

@@ -15,7 +15,7 @@ the zero-filled magnitude):
 ``"sense"``        ``argmin_x ||A x - y||^2 + lamda ||x||^2`` (Tikhonov-regularised SENSE,
                    Pruessmann et al. 1999) by :data:`SENSE_ITERS` conjugate-gradient steps from 0;
                    about the cost of one step of the sampler's own data consistency.
-``"l1"``           BART ``pics -l1`` with the validated lamda (:func:`~fastmri_diffmask.recon.run.default_lamda`),
+``"l1"``           BART ``pics -l1`` with the validated lamda (:func:`~fastmri_diffmask.recon.classical.default_lamda`),
                    :func:`~fastmri_diffmask.recon.classical.l1_wavelet_recon`; costs as much as
                    the classical reconstruction itself.
 
@@ -79,8 +79,7 @@ def sense_estimate(op: MultiCoilOperator, y: torch.Tensor, iters: int = SENSE_IT
 
 def l1_estimate(masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
     """BART ``pics -l1`` per slice with the validated lamda, in the k-space's own units (complex ``(B, H, W)``)."""
-    from ..recon.classical import l1_wavelet_recon
-    from ..recon.run import default_lamda
+    from ..recon.classical import default_lamda, l1_wavelet_recon
 
     k = masked_kspace.detach().cpu().numpy()
     maps = sens_maps.detach().cpu().numpy()
