@@ -274,7 +274,11 @@ def test_cli_flags_are_the_library_options_with_the_same_defaults():
     assert (d.eta, d.sigma_mean, d.sigma_std, d.batch, d.lr) == (0.5, -1.2, 1.2, 2, 0.01)
     # no Adam step, then the refinement (line moves, point ring reweighting) chosen on validation
     # slices 4-9 (BENCHMARKS.md, issue 13, sessions 6 and 9)
-    assert (d.steps, d.refine_sweeps) == (0, 2)
+    assert (d.steps, d.refine_sweeps) == (0, None)
+    # line masks refine (2 sweeps), point masks do not since session 17 (their ring reweighting
+    # lost to the unlearned start on validation under DPS); an explicit value wins for both
+    assert [d.resolved(k, 8).refine_sweeps for k in ("line", "point")] == [2, 0]
+    assert dataclasses.replace(d, refine_sweeps=1).resolved("point", 8).refine_sweeps == 1
     assert (d.refine_propose, d.refine_tries, d.refine_dds_steps, d.refine_slices,
             d.refine_moves) == ("gradient", 3, None, 4, "1,2,3")
     from fastmri_diffmask.learn.options import REFINE_DDS_STEPS
@@ -518,15 +522,20 @@ def test_refinement_keeps_a_nested_order_consistent_with_the_mask(oracle, tmp_pa
 
 
 def test_point_masks_learn_with_the_defaults(oracle, tmp_path):
-    """``learn-mask --kind point`` with no learner flags: the kind's defaults (no Adam step, then
-    the ring reweighting of the density) run, keep the exact budget and record the refinement."""
+    """``learn-mask --kind point`` with no learner flags: the kind's defaults (no Adam step and,
+    since session 17, no ring reweighting) keep the exact budget, record the resolved options, and
+    give the same mask as asking for the unlearned start explicitly."""
     root, path, _ = oracle
-    out = tmp_path / "p.safetensors"
-    assert main(["learn-mask", "--data", str(root), "--prior", str(path), "--kind", "point", "--acceleration", "8",
-                 "--out", str(out), "--num-low-frequencies", "4", "--device", "cpu", "--quiet"]) == 0
+    base = ["learn-mask", "--data", str(root), "--prior", str(path), "--kind", "point", "--acceleration", "8",
+            "--num-low-frequencies", "4", "--device", "cpu", "--quiet"]
+    out, start = tmp_path / "p.safetensors", tmp_path / "start.safetensors"
+    assert main(base + ["--out", str(out)]) == 0
+    assert main(base + ["--out", str(start), "--steps", "0", "--refine-sweeps", "0"]) == 0
     mf = load_mask_file(out)
     assert mf.mask.shape == (N, N) and mf.num_sampled == round(N * N / 8)
-    assert mf.metadata["steps"] == 0 and mf.metadata["refine"]["rings"] == 8
+    assert mf.metadata["steps"] == 0 and "refine" not in mf.metadata
+    assert mf.metadata["options"]["refine_sweeps"] == 0
+    assert np.array_equal(mf.mask, load_mask_file(start).mask)
 
 
 def test_point_masks_refine_their_density_by_rings(oracle, tmp_path):

@@ -64,7 +64,7 @@ def register(sub) -> None:
     o.add_argument("--search-slices", type=int, default=_D.search_slices, help="greedy-search: training slices scored")
     o.add_argument("--refine-sweeps", type=int, default=_D.refine_sweeps,
                    help="after the export, move free lines (point masks: reweight rings of the density) while DDS "
-                        "on training slices improves (passes; 0 off; default 2)")
+                        "on training slices improves (passes; 0 off; default 2 for line masks, 0 for point masks)")
     o.add_argument("--refine-moves", default=_D.refine_moves, help="column offsets a line may move by (default 1,2,3)")
     o.add_argument("--refine-rings", type=int, default=_D.refine_rings,
                    help="point masks: equal-count rings of the density the refinement reweights (default 8)")

@@ -146,7 +146,8 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
     refined = None
     resolved = opts.resolved(kind, acceleration)
     judge_steps, classical = resolved.refine_dds_steps, resolved.refine_classical  # the refinement judge
-    if opts.refine_sweeps and kind == "point":  # reweight the density's rings, export as the judge's candidate did
+    sweeps = resolved.refine_sweeps
+    if sweeps and kind == "point":  # reweight the density's rings, export as the judge's candidate did
         from .greedy_search import TrainingScorer
         from .refine_density import refine_point_density
 
@@ -156,9 +157,9 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
                                churn=opts.refine_churn, classical=classical)
         density, offset = _chosen_density(mask, history)
         binary, refined = refine_point_density(score, mask, density, offset=offset, rings=opts.refine_rings,
-                                               factor=opts.refine_factor, sweeps=opts.refine_sweeps,
+                                               factor=opts.refine_factor, sweeps=sweeps,
                                                anisotropy=opts.refine_anisotropy, progress=not opts.quiet)
-    elif opts.refine_sweeps:
+    elif sweeps:
         import dataclasses
 
         from .refine import loss_gradient, refine_line_mask
@@ -169,7 +170,7 @@ def learn_mask_file(data: str | Path, out: str | Path, acceleration: float, prio
             gradient = lambda m: loss_gradient(prior_module, train, m, dds_obj, seed=opts.seed, device=device)  # noqa: E731
         scored = train if opts.refine_split == "train" else val.subset(list(range(min(opts.select_slices, len(val.kspace)))))
         binary, refined = refine_line_mask(prior_module, scored, binary, mask.fixed, ~mask.excluded,
-                                           moves=opts.refine_moves, sweeps=opts.refine_sweeps,
+                                           moves=opts.refine_moves, sweeps=sweeps,
                                            num_slices=opts.refine_slices, dds_steps=judge_steps,
                                            seed=opts.seed, gradient=gradient, tries=opts.refine_tries, progress=not opts.quiet,
                                            device=device, init=opts.refine_init, sigma_start=opts.refine_sigma_start,

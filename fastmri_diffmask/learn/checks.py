@@ -53,7 +53,7 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
         raise UserError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {opts.optimizer!r}")
     if opts.optimizer != "adam" and opts.nested:
         raise UserError("--nested applies to --optimizer adam; the greedy learners are nested by construction")
-    if opts.refine_sweeps < 0:
+    if opts.refine_sweeps is not None and opts.refine_sweeps < 0:
         raise UserError(f"--refine-sweeps must be >= 0 (0: off), got {opts.refine_sweeps}")
     if opts.refine_sweeps and kind == "point" and opts.optimizer != "adam":
         raise UserError("--refine-sweeps on point masks reweights the export's density: use it with --optimizer adam")

@@ -26,6 +26,11 @@ LEARN_PRECISIONS = ("auto",) + PRECISIONS
 
 #: The refinement judge's DDS steps per mask kind where ``refine_dds_steps`` is None (chosen on val 4-9).
 REFINE_DDS_STEPS = {"line": 15, "point": 8}
+#: Refinement sweeps per mask kind where ``refine_sweeps`` is None: line masks 2 (session 6);
+#: point masks 0 since session 17 (val 4-9 under `recon`'s DPS / BART: the ring reweighting
+#: -0.18 / +0.22 dB at R = 8, -0.004 / +0.03 at R = 16 against the unlearned start, whose worst
+#: case is better; the test block agreed, -0.15 under DPS at R = 8).
+REFINE_SWEEPS = {"line": 2, "point": 0}
 
 
 def default_refine_classical(kind: str, acceleration: float) -> str:
@@ -122,7 +127,8 @@ class LearnMaskOptions:
         After learning and export, move free lines one at a time by the offsets ``refine_moves``
         (e.g. "1,2,3") while the DDS score (``dds_steps``) on ``refine_slices`` training slices
         rises, for up to ``refine_sweeps`` passes (:mod:`~fastmri_diffmask.learn.refine`; 0 = off;
-        default 2). Point masks instead reweight
+        ``None``, the default: :data:`REFINE_SWEEPS`, 2 for line masks and 0 for point masks,
+        whose ring refinement no longer beats the start on validation). Point masks instead reweight
         ``refine_rings`` equal-count rings of the density by ``refine_factor`` (or its inverse)
         (:mod:`~fastmri_diffmask.learn.refine_density`; moves and proposals do not apply);
         ``refine_anisotropy`` adds the two angular reweightings (``cos 2 theta``, ``sin 2 theta``).
@@ -260,7 +266,7 @@ class LearnMaskOptions:
     greedy_adds_per_step: int = 1
     search_candidates: int = 8
     search_slices: int = 4
-    refine_sweeps: int = 2         # line and point masks alike (chosen on val 4-9, BENCHMARKS.md)
+    refine_sweeps: int | None = None  # None: REFINE_SWEEPS[kind] (line 2, point 0; val 4-9, BENCHMARKS.md)
     refine_moves: str = "1,2,3"
     refine_rings: int = 8
     refine_factor: float = 1.5
@@ -309,10 +315,11 @@ class LearnMaskOptions:
 
     def resolved(self, kind: str, acceleration: float) -> "LearnMaskOptions":
         """These options with the defaults that depend on ``kind`` and ``acceleration`` filled in
-        (``refine_dds_steps``, ``refine_classical``): what a run actually uses, as recorded in the
+        (``refine_dds_steps``, ``refine_classical``, ``refine_sweeps``): what a run actually uses, as recorded in the
         mask file (``options``) and checked when a study reuses it."""
         return dataclasses.replace(self, refine_dds_steps=self.refine_dds_steps or REFINE_DDS_STEPS[kind],
-                                   refine_classical=self.refine_classical or default_refine_classical(kind, acceleration))
+                                   refine_classical=self.refine_classical or default_refine_classical(kind, acceleration),
+                                   refine_sweeps=REFINE_SWEEPS[kind] if self.refine_sweeps is None else self.refine_sweeps)
 
     def record(self) -> dict:
         """The options as written to a mask file: every field but the run-control ones
