@@ -97,7 +97,8 @@ def loss_gradient(prior, train, mask01: np.ndarray, objective, *, num_slices: in
 
 def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, allowed: torch.Tensor, *,
                      moves=(1, 2, 3), sweeps: int = 1, num_slices: int = 4, dds_steps: int = 25,
-                     min_gain: float = 0.0, min_agree: float = 0.0, seed: int = 0, max_batch: int = 16, gradient=None, tries: int = 1,
+                     min_gain: float = 0.0, min_agree: float = 0.0, seed: int = 0, max_batch: int = 16,
+                     gradient=None, tries: int = 1,
                      progress: bool = True, device="cpu", init: str = "noise",
                      sigma_start: float | None = None, eta: float | None = None,
                      churn: float | None = None, classical: str = "none") -> tuple[torch.Tensor, dict]:
