@@ -170,7 +170,7 @@ class TrainingScorer:
                 score = (score + each_classical.mean(1)) / 2
                 each = (each + each_classical) / 2
             out += score.tolist()
-            per_slice.append(each.double().numpy())
+            per_slice.append(each.double().cpu().numpy())
         self.reconstructions += len(masks)
         return out, np.concatenate(per_slice)
 
