@@ -178,8 +178,15 @@ def test_min_agree_keeps_only_moves_that_raise_every_scoring_slice():
     assert refused and hist0["moves"] != hist["moves"]
 
 
-def test_min_agree_outside_zero_one_is_a_one_line_error():
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), "x", True])
+def test_min_agree_outside_zero_one_is_a_one_line_error(bad, tmp_path):
+    from fastmri_diffmask.learn.api import LearnMaskOptions
+    from fastmri_diffmask.learn.checks import check_inputs
+
     prior, train, _ = _problem()
     mask, fixed, allowed = _start()
-    with pytest.raises(UserError, match="fraction"):
-        refine_line_mask(prior, train, mask, fixed, allowed, min_agree=1.5, num_slices=2, dds_steps=2, progress=False)
+    with pytest.raises(UserError, match="fraction in"):
+        refine_line_mask(prior, train, mask, fixed, allowed, min_agree=bad, num_slices=2, dds_steps=2, progress=False)
+    with pytest.raises(UserError, match="--refine-min-agree must be a fraction"):  # before anything is loaded
+        check_inputs(LearnMaskOptions(refine_min_agree=bad), tmp_path / "m.safetensors", 8.0, "line")
+    assert not (tmp_path / "m.safetensors").exists()

@@ -57,13 +57,12 @@ def check_inputs(opts: LearnMaskOptions, out: Path, acceleration: float, kind: s
         raise UserError(f"--refine-sweeps must be >= 0 (0: off), got {opts.refine_sweeps}")
     if opts.refine_sweeps and kind == "point" and opts.optimizer != "adam":
         raise UserError("--refine-sweeps on point masks reweights the export's density: use it with --optimizer adam")
-    if not 0.0 <= opts.refine_min_agree <= 1.0:
-        raise UserError(f"--refine-min-agree must be a fraction in [0, 1], got {opts.refine_min_agree}")
     if not opts.refine_factor > 1:
         raise UserError(f"--refine-factor must be > 1, got {opts.refine_factor}")
-    from .refine import parse_moves
+    from .refine import check_min_agree, parse_moves
 
     parse_moves(opts.refine_moves)
+    check_min_agree(opts.refine_min_agree)
     from ..sample.warm_start import check_eta, check_warm_start
 
     if opts.refine_init == "l1":

@@ -64,6 +64,17 @@ def parse_moves(text) -> tuple[int, ...]:
     return tuple(sorted(set(moves)))
 
 
+def check_min_agree(value) -> float:
+    """``min_agree`` as a float in [0, 1]; a one-line :class:`UserError` otherwise."""
+    try:
+        frac = float(value)
+    except (TypeError, ValueError):
+        frac = float("nan")
+    if isinstance(value, bool) or not 0.0 <= frac <= 1.0:
+        raise UserError(f"--refine-min-agree must be a fraction in [0, 1] (0.75: 3 of 4 judge slices), got {value!r}")
+    return frac
+
+
 def loss_gradient(prior, train, mask01: np.ndarray, objective, *, num_slices: int = 32, batch: int = 4,
                   seed: int = 0, device="cpu") -> np.ndarray:
     """The gradient of ``objective``'s loss (forced to the linear mask form, so unsampled lines
@@ -156,18 +167,17 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
         ("sweeps", sweeps), ("num_slices", num_slices), ("dds_steps", dds_steps), ("max_batch", max_batch),
         ("tries", tries)))
     moves = parse_moves(moves)
+    min_agree = check_min_agree(min_agree)
     score = TrainingScorer(prior, train, "line", m.shape, num_slices, dds_steps, seed, max_batch, torch.device(device),
                            init=init, sigma_start=sigma_start, eta=eta, churn=churn, classical=classical)
     history = {"moves": [], "tried": [], "reconstructions": 0, "slices": score.slices, "sweeps_run": 0, "dds_steps": dds_steps,
                "offsets": list(moves), "seed": int(seed), "init": init, "sigma_start": sigma_start, "eta": eta, "churn": churn,
                "classical": classical}
 
-    if not 0.0 <= float(min_agree) <= 1.0:
-        raise UserError(f"refine min_agree must be a fraction in [0, 1], got {min_agree}")
     means, per_slice = score.scores(m[None])
     current, current_each = means[0], per_slice[0]
-    need = int(np.ceil(float(min_agree) * len(current_each) - 1e-9))
-    history["min_agree"] = float(min_agree)
+    need = int(np.ceil(min_agree * len(current_each) - 1e-9))  # slices a kept move must raise
+    history["min_agree"] = min_agree
     history["start"] = current
     centre = (m.size - 1) / 2
     bar = tqdm(total=sweeps * int((m & ~fixed_np).sum()), desc="refine: moving lines", unit="line",
@@ -190,10 +200,9 @@ def refine_line_mask(prior, train, mask01: torch.Tensor, fixed: torch.Tensor, al
             scores, each = score.scores(trials)
             agree = (each > current_each).sum(1)
             history["tried"].append({"sweep": sweep + 1, "from": int(j), "to": [int(t) for t in targets],
-                                     "scores": scores, "current": current,
-                                     **({"agree": agree.tolist()} if need else {})})
-            passing = [i for i in range(len(targets)) if agree[i] >= need]
-            best = max(passing, key=lambda i: scores[i], default=None) if need else int(np.argmax(scores))
+                                     "scores": scores, "current": current, "agree": agree.tolist()})
+            # the best mean among the moves enough slices agree on (need 0: all of them, the argmax)
+            best = max((i for i in range(len(targets)) if agree[i] >= need), key=lambda i: scores[i], default=None)
             if best is not None and scores[best] > current + min_gain:
                 m, current, current_each = trials[best], scores[best], each[best]
                 history["moves"].append({"sweep": sweep + 1, "from": int(j), "to": int(targets[best]), "score": current})
