@@ -6,8 +6,8 @@ Report only (settings were chosen on validation: ``tune_dps.py``, ``tune_dds.py`
 ``tune_fast_dds.py``, ``tune_bart_val.jsonl``). The study's fixed equispaced_fraction line mask
 (seed 0, centres of 16 lines at R <= 4 and 10 above), ESPIRiT (BART) maps from the undersampled
 centre, ``--threads`` torch threads (BART gets ``OMP_NUM_THREADS``), DDS/DPS in batches of
-``--batch``, one warm-up pass per network precision first and an untimed 2-step run of one slice
-before the first row of each method, warm start and precision. Seconds are wall time per slice of the whole reconstruction
+``--batch``; before the first timed row of each method, warm start and network precision, an
+untimed 2-step run of one slice (its set-up would otherwise be timed: session 17). Seconds are wall time per slice of the whole reconstruction
 (the warm start's estimate included; maps excluded, they are the same for every method).
 
 DPS is slow, so it runs on the first ``--dps-slices`` slices only; every row also carries its
@@ -90,8 +90,8 @@ def run_case(a, r: float, prior, data) -> dict:
     rows = []
     for label, method, kw, n in plan(a):
         key = (method, kw.get("init"), kw.get("precision", "float32"))
-        if key not in warmed:  # an untimed 2-step run of one slice: the first timed row of a kind
-            warmed.add(key)    # otherwise pays its set-up (session 17: 0.41 vs 0.26 s/slice)
+        if key not in warmed:  # warm-up: the first timed row of a kind otherwise pays its set-up
+            warmed.add(key)    # (session 17: a 10-step bfloat16 sampler 0.41 s/slice first, 0.26 second)
             prior.precision = kw.get("precision", "float32")
             short = {k_: v for k_, v in kw.items() if k_ != "precision"}
             if "steps" in short:
@@ -194,12 +194,6 @@ def main():
     data = load_slices(a.data, a.split, num_slices=a.num_slices, sens_backend="none")
     a.num_slices = len(data.kspace)
     prior = load_prior(a.prior, device="cpu")
-    with torch.no_grad():  # warm-up, in every precision a timed row uses (session 17: a bfloat16
-        # sampler timed first paid ~1.5 s of bfloat16 kernel set-up without it)
-        for precision in sorted({kw.get("precision", "float32") for _, _, kw, _ in plan(a)} | {"float32"}):
-            prior.precision = precision
-            prior(torch.zeros(a.batch, 2, *data.kspace.shape[-2:]), torch.ones(a.batch))
-        prior.precision = "float32"
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
