@@ -99,3 +99,24 @@ def test_heldout_summary_pairs_each_method_with_bart_per_slice():
     assert not out["dps"]["meets_bar"]  # better on average, but one slice 1.5 dB below BART
     lo, hi = out["dps"]["d_psnr_ci"]
     assert lo <= out["dps"]["d_psnr"] <= hi
+
+
+def test_frontier_paired_rows_pair_slice_by_slice_and_divide_seconds():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import frontier_paired as fp
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    ref = [25.0, 26.0, 27.0, 28.0]
+    rows = [{"label": "BART", "seconds_per_slice": 0.4, "psnr_per_slice": [22.0] * 4},
+            {"label": "fast", "seconds_per_slice": 0.3, "psnr_per_slice": [25.5, 26.5, 26.8, 28.4]},
+            {"label": "DDS-50", "seconds_per_slice": 3.0, "psnr_per_slice": ref}]
+    out = {r["label"]: r for r in fp.paired_rows(rows, "DDS-50", "BART")}
+    d = np.array([0.5, 0.5, -0.2, 0.4])
+    assert out["fast"]["dpsnr"] == pytest.approx(d.mean(), abs=1e-3) and out["fast"]["worst"] == pytest.approx(-0.2)
+    lo, hi = out["fast"]["ci"]
+    assert d.min() <= lo <= d.mean() <= hi <= d.max()
+    assert out["fast"]["time_ratio"] == pytest.approx(0.75) and out["DDS-50"]["time_ratio"] == pytest.approx(7.5)
+    assert out["DDS-50"]["dpsnr"] is None and out["BART"]["time_ratio"] is None
+    with pytest.raises(SystemExit, match="no row labelled"):
+        fp.paired_rows(rows, "DDS-100", None)
