@@ -38,7 +38,8 @@ import numpy as np
 
 from fastmri_diffmask.cli.convert_ismrmrd import convert_ismrmrd
 from fastmri_diffmask.io.bart import kspace_to_bart, run_bart
-from fastmri_diffmask.io.ismrmrd_raw import ACQ_IS_NOISE_MEASUREMENT, flag_bit, noise_samples
+from fastmri_diffmask.io.ismrmrd_header import ACQ_IS_NOISE_MEASUREMENT, flag_bit
+from fastmri_diffmask.io.ismrmrd_noise import noise_samples
 from fastmri_diffmask.io.prewhiten import whitening_matrix
 from fastmri_diffmask.metrics import score
 

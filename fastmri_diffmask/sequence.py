@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .io import ismrmrd_header as hdr
 from .io import ismrmrd_raw as raw
 from .masks.file import MaskFile, centre_slices, load_mask_file
 from .pulseq import read_pulseq, write_pulseq
@@ -169,10 +170,10 @@ def _acquisition_records(table: np.ndarray, readout: int) -> np.ndarray:
     head["center_sample"] = readout // 2
     head["idx"]["kspace_encode_step_1"] = table["ky"]
     head["idx"]["kspace_encode_step_2"] = table["kz"]
-    flags = np.where(table["calibration"], raw.flag_bit(raw.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING), 0)
+    flags = np.where(table["calibration"], hdr.flag_bit(hdr.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING), 0)
     flags = flags.astype(np.uint64)
-    flags[0] |= np.uint64(raw.flag_bit(raw.ACQ_FIRST_IN_SLICE))
-    flags[-1] |= np.uint64(raw.flag_bit(raw.ACQ_LAST_IN_SLICE) | raw.flag_bit(raw.ACQ_LAST_IN_MEASUREMENT))
+    flags[0] |= np.uint64(hdr.flag_bit(hdr.ACQ_FIRST_IN_SLICE))
+    flags[-1] |= np.uint64(hdr.flag_bit(hdr.ACQ_LAST_IN_SLICE) | hdr.flag_bit(hdr.ACQ_LAST_IN_MEASUREMENT))
     head["flags"] = flags
     empty = np.zeros(0, np.float32)
     for i in range(n):
@@ -273,8 +274,8 @@ def _user_parameters(header_xml: str) -> dict:
     root = ET.fromstring(header_xml)
     out = {}
     for kind, cast in (("userParameterDouble", float), ("userParameterLong", int), ("userParameterString", str)):
-        for el in root.iter(f"{{{raw.NS}}}{kind}"):
-            name, value = el.find(f"{{{raw.NS}}}name"), el.find(f"{{{raw.NS}}}value")
+        for el in root.iter(f"{{{hdr.NS}}}{kind}"):
+            name, value = el.find(f"{{{hdr.NS}}}name"), el.find(f"{{{hdr.NS}}}value")
             if name is not None and value is not None and value.text is not None:
                 try:
                     out[name.text] = cast(value.text)
@@ -311,11 +312,11 @@ def read_sequence_template(path: str | Path) -> SequenceTemplate:
     if path.suffix.lower() == ".seq":
         return read_pulseq(path)
     xml, records = raw.read_raw_records(path)
-    enc = raw.parse_header(xml, str(path))
+    enc = hdr.parse_header(xml, str(path))
     if enc.trajectory.lower() != "cartesian":
         raise UserError(f"{path}: trajectory {enc.trajectory!r} is not Cartesian; not a mask template")
     head = records["head"]
-    head = head[~raw.has_flag(head["flags"], raw.ACQ_IS_NOISE_MEASUREMENT)]
+    head = head[~hdr.has_flag(head["flags"], hdr.ACQ_IS_NOISE_MEASUREMENT)]
     flags = head["flags"]
     _, ny, nz = enc.encoded_matrix
     point = nz > 1
@@ -328,7 +329,7 @@ def read_sequence_template(path: str | Path) -> SequenceTemplate:
     mask[ky, kz] = 1
     mask = mask if point else mask[:, 0]
     user = _user_parameters(xml)
-    calib = raw.has_flag(flags, raw.ACQ_IS_PARALLEL_CALIBRATION, raw.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
+    calib = hdr.has_flag(flags, hdr.ACQ_IS_PARALLEL_CALIBRATION, hdr.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
     nlf = int(user.get("num_low_frequencies", raw.calibration_width(mask, ky[calib], kz[calib])))
     if "acceleration" in user:
         r = float(user["acceleration"])

@@ -12,7 +12,8 @@ import pytest
 
 from fastmri_diffmask.cli.main import main
 from fastmri_diffmask.errors import UserError
-from fastmri_diffmask.io.ismrmrd_raw import NS, read_ismrmrd
+from fastmri_diffmask.io.ismrmrd_header import NS
+from fastmri_diffmask.io.ismrmrd_raw import read_ismrmrd
 
 GENERATOR = "ismrmrd_generate_cartesian_shepp_logan"
 pytestmark = pytest.mark.skipif(shutil.which(GENERATOR) is None, reason=f"{GENERATOR} not installed")
@@ -241,3 +242,25 @@ def test_3d_readouts_and_convert_to_partitions(tmp_path):
     # each slice is a partition: its 2D image is the cropped volume at that kz-image position
     part = ifft2c(ds[3][0])
     assert relerr(part, crop[..., 3]) < 1e-5
+
+
+def test_noise_std_comes_from_the_same_samples_as_the_prewhitener(tmp_path):
+    """The generator's -n 0.05 is the std of each real part, so the complex std is 0.05 sqrt(2); the
+    reported per-coil std and the whitener's covariance come from one decoding of the noise readouts."""
+    path = generate(tmp_path, "noisy.h5", "-m", 64, "-c", 4, "-n", 0.05, "-C")
+    r = read_ismrmrd(path, repetitions=0)
+    assert r.prewhitened and r.noise_std.shape == (4,)
+    np.testing.assert_allclose(r.noise_std, 0.05 * np.sqrt(2), rtol=0.15)  # 128 samples per coil
+    diag = np.sqrt(np.real(np.diag(r.noise_covariance)) / r.noise_dwell_scale)
+    np.testing.assert_allclose(r.noise_std, diag, rtol=0.02)  # centred vs not: within 2% here
+
+
+def test_noise_std_per_coil_of_known_samples():
+    from fastmri_diffmask.io.ismrmrd_noise import noise_std_per_coil
+
+    rng = np.random.default_rng(0)
+    sigma = np.array([0.5, 2.0])
+    samples = (sigma[:, None] * (rng.standard_normal((2, 20000)) + 1j * rng.standard_normal((2, 20000)))
+               / np.sqrt(2) + 3.0).astype(np.complex64)  # an offset the std must ignore
+    np.testing.assert_allclose(noise_std_per_coil(samples), sigma, rtol=0.02)
+    assert noise_std_per_coil(None) is None and noise_std_per_coil(samples[:, :1]) is None

@@ -37,28 +37,24 @@ def single_dwell(head: np.ndarray, what: str, where: str) -> float:
     return float(dwell[0])
 
 
-def prewhitener(noise_records: np.ndarray, imaging_head: np.ndarray,
+def prewhitener(samples: np.ndarray, noise_head: np.ndarray, imaging_head: np.ndarray,
                  where: str) -> tuple[np.ndarray, np.ndarray, int, float]:
-    """``(W, Psi, N, scale)`` for the imaging readouts: ``Psi`` the noise scan's covariance times
+    """``(W, Psi, N, scale)`` for the imaging readouts from the noise readouts' ``samples``
+    (:func:`noise_samples`) and headers: ``Psi`` the noise scan's covariance times
     ``scale = t_noise / t_acq``, ``W = inv(cholesky(Psi))``; validated before any k-space work."""
-    samples = noise_samples(noise_records, where)
     coils = int(imaging_head["active_channels"][0])
     if samples.shape[0] != coils:
         raise UserError(f"{where}: the noise readouts have {samples.shape[0]} coils, the imaging readouts "
                         f"{coils}; pass --no-prewhiten")
-    scale = dwell_time_scale(single_dwell(noise_records["head"], "noise", where),
+    scale = dwell_time_scale(single_dwell(noise_head, "noise", where),
                              single_dwell(imaging_head, "imaging", where))
     psi = noise_covariance(samples, where) * scale
     return whitening_matrix(psi, where), psi, int(samples.shape[1]), scale
 
 
-def noise_std_per_coil(records: np.ndarray) -> np.ndarray | None:
-    """Per-coil complex standard deviation of noise readouts (None if none or mixed coils)."""
-    if len(records) == 0 or np.unique(records["head"]["active_channels"]).size != 1:
+def noise_std_per_coil(samples: np.ndarray | None) -> np.ndarray | None:
+    """Per-coil complex standard deviation of noise ``samples`` ``(coils, N)`` (:func:`noise_samples`;
+    None without samples or with fewer than 2)."""
+    if samples is None or samples.shape[1] < 2:
         return None
-    nc = int(records["head"]["active_channels"][0])
-    data = np.concatenate([np.asarray(r["data"], np.float32).view(np.complex64).reshape(nc, -1)
-                           for r in records], axis=1)
-    if data.shape[1] < 2:
-        return None
-    return np.sqrt(np.mean(np.abs(data - data.mean(1, keepdims=True)) ** 2, axis=1)).astype(np.float32)
+    return np.sqrt(np.mean(np.abs(samples - samples.mean(1, keepdims=True)) ** 2, axis=1)).astype(np.float32)

@@ -52,12 +52,10 @@ import numpy as np
 
 from ..errors import UserError
 from ..masks.file import centre_slices
-from .ismrmrd_header import (  # noqa: F401  (re-exported: the flag numbers belong with the reader)
-    ACQ_FIRST_IN_SLICE, ACQ_IS_NOISE_MEASUREMENT, ACQ_IS_PARALLEL_CALIBRATION,
-    ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING, ACQ_IS_REVERSE, ACQ_LAST_IN_MEASUREMENT,
-    ACQ_LAST_IN_SLICE, NS, SKIP_FLAGS, EncodingInfo, flag_bit, has_flag, parse_header,
-)
-from .ismrmrd_noise import noise_samples, noise_std_per_coil, prewhitener  # noqa: F401
+from .ismrmrd_header import (ACQ_IS_NOISE_MEASUREMENT, ACQ_IS_PARALLEL_CALIBRATION,
+                             ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING, ACQ_IS_REVERSE, SKIP_FLAGS,
+                             EncodingInfo, flag_bit, has_flag, parse_header)
+from .ismrmrd_noise import noise_samples, noise_std_per_coil, prewhitener
 from .prewhiten import apply_whitening
 
 
@@ -251,11 +249,16 @@ def read_ismrmrd(path: str | Path, dataset: str = "dataset",
         raise UserError(f"{where}: trajectory {enc.trajectory or 'unspecified'!r} is not Cartesian; "
                         "only Cartesian raw data can be converted (regrid it first)")
     noise = has_flag(records["head"]["flags"], ACQ_IS_NOISE_MEASUREMENT)
-    noise_std = noise_std_per_coil(records[noise])
     noise_records = records[noise]
+    one_coil_count = len(noise_records) and np.unique(noise_records["head"]["active_channels"]).size == 1
+    samples = noise_samples(noise_records, where) if one_coil_count else None  # decoded once, used twice
+    noise_std = noise_std_per_coil(samples)
     records = records[_imaging_selection(records, noise, repetitions, where)]
     head = records["head"]
-    whiten = prewhitener(noise_records, head, where) if prewhiten and len(noise_records) else None
+    whiten = None
+    if prewhiten and len(noise_records):  # mixed coil counts: noise_samples says so in one line
+        whiten = prewhitener(noise_samples(noise_records, where) if samples is None else samples,
+                             noise_records["head"], head, where)
     idx, flags = head["idx"], head["flags"]
 
     (ex, ey, ez), (rx, _, _) = enc.encoded_matrix, enc.recon_matrix
