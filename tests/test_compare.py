@@ -384,31 +384,6 @@ def test_study_128_is_the_full_study():
     assert baselines == {"equispaced_fraction": 1, "random": 5, "magic_fraction": 1, "vd_random": 5}
 
 
-# Library modules that still import a CLI module; the list may only shrink.
-CLI_IMPORTS_TO_REMOVE: set = set()
-
-
-def test_no_library_module_imports_the_cli():
-    """Data flows one way: the CLI calls the library, never the reverse (learn-mask's work is
-    ``fastmri_diffmask.learn.api``; compare calls it directly)."""
-    import ast
-
-    pkg = ROOT / "fastmri_diffmask"
-    found = set()
-    for path in pkg.rglob("*.py"):
-        rel = path.relative_to(pkg).as_posix()
-        if rel.startswith("cli/"):
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                modules = [node.module or ""] if node.level else [(node.module or "").removeprefix("fastmri_diffmask.")]
-            else:
-                modules = [a.name.removeprefix("fastmri_diffmask.") for a in getattr(node, "names", [])
-                           if isinstance(node, ast.Import) and a.name.startswith("fastmri_diffmask.")]
-            found |= {(rel, m) for m in modules if m.split(".")[0] == "cli"}
-    assert found <= CLI_IMPORTS_TO_REMOVE, sorted(found - CLI_IMPORTS_TO_REMOVE)
-
-
 @pytest.mark.parametrize("opt,needle", [({"dc_weight": -1}, "a positive number"), ({"dc_weight": "x"}, "a positive number"),
                                         ({"steps": 0}, "a positive integer"), ({"steps": 2.5}, "a positive integer"),
                                         ({"churn": -1}, "a number >= 0"), ({"cg_iters": 0}, "a positive integer")])

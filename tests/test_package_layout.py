@@ -1,6 +1,7 @@
 """The package's layering rules, read from its import statements (function-local ones included):
 no import circles; the prior knows nothing of masks or mask learning; samplers know nothing of
-mask learning; no library module imports the CLI (also checked in test_compare.py)."""
+mask learning; data flows one way, the CLI calls the library and no library module imports the CLI
+(learn-mask's work is ``fastmri_diffmask.learn.api``; compare calls it directly)."""
 
 from __future__ import annotations
 
